@@ -1,0 +1,21 @@
+"""ASGI entry point: HTTP to Django, WebSockets to Channels, one authentication."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jserver.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_application = get_asgi_application()  # sets Django up before the imports below
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from accounts.middleware import WebsocketAuthMiddleware  # noqa: E402
+from jserver.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_application,
+        "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns())),
+    }
+)

@@ -1,0 +1,350 @@
+"""Settings for jserver.
+
+This is the only module that reads the environment. Every variable is named
+``JSERVER_<NAME>``, typed, defaulted and documented here and in the README.
+
+With nothing set, jserver runs embedded: SQLite and the secret key in the data
+directory, the in-memory channel layer, one daphne. Hosted deployments set
+``JSERVER_DATABASE_URL`` (PostgreSQL), ``JSERVER_REDIS_URL``, ``JSERVER_SECRET_KEY``,
+``JSERVER_ALLOWED_HOSTS`` and, behind TLS, ``JSERVER_HTTPS``.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# The jupyter_server release whose wire API jserver speaks (GET /api answers it).
+JUPYTER_SERVER_VERSION = "2.21.1"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Return ``JSERVER_<name>`` from the environment, or ``default``."""
+    value = os.environ.get(f"JSERVER_{name}")
+    return default if value is None or value == "" else value
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Return ``JSERVER_<name>`` read as a boolean (1/true/yes/on)."""
+    value = env(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"JSERVER_{name} must be a boolean, got {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    """Return ``JSERVER_<name>`` read as an integer."""
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"JSERVER_{name} must be an integer, got {value!r}"
+        ) from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """Return ``JSERVER_<name>`` read as a comma-separated list."""
+    value = env(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def normalise_base_url(value: str) -> str:
+    """Return ``value`` as ``/prefix/``: leading and trailing slash, no doubles."""
+    parts = [part for part in value.split("/") if part]
+    for part in parts:
+        if part in {".", ".."} or not all(c.isalnum() or c in "-_.~" for c in part):
+            raise ImproperlyConfigured(f"JSERVER_BASE_URL has a bad segment: {part!r}")
+    return "/" + "".join(f"{part}/" for part in parts)
+
+
+def database_from_url(url: str) -> dict:
+    """Return the ``DATABASES`` entry of a ``postgresql://`` or ``sqlite:///`` URL."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    if parts.scheme in {"postgres", "postgresql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ImproperlyConfigured("JSERVER_DATABASE_URL names no database")
+        # psycopg 3's pool: connections are reused across requests and threads
+        # (persistent per-thread connections leak under ASGI's per-request threads).
+        test_name = options.pop("test_name", None) or f"test_{name}"
+        pool = {
+            "min_size": int(options.pop("pool_min_size", "1")),
+            "max_size": int(options.pop("pool_max_size", "10")),
+            "timeout": float(options.pop("pool_timeout", "10")),
+        }
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": {**options, "pool": pool},
+            "TEST": {"NAME": test_name},
+        }
+    if parts.scheme == "sqlite":
+        # sqlite:///relative/path, sqlite:////absolute/path (as SQLAlchemy reads them)
+        path = unquote(parts.path)[1:]
+        if not path:
+            raise ImproperlyConfigured("JSERVER_DATABASE_URL names no SQLite file")
+        return sqlite_database(Path(path).resolve())
+    raise ImproperlyConfigured(
+        "JSERVER_DATABASE_URL must start with postgresql:// or sqlite:///"
+    )
+
+
+def sqlite_database(path: Path) -> dict:
+    """Return a Django ``DATABASES`` entry for the SQLite file at ``path``."""
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        # The test database is a file too, so a live daphne started by the
+        # end-to-end tests shares it with the test process.
+        "TEST": {"NAME": str(path.with_name(f"test_{path.name}"))},
+        "OPTIONS": {
+            # Several threads (and processes) write: wait instead of failing.
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def redis_layer(url: str) -> dict:
+    """Return the channels-redis channel layer for ``url``."""
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [url], "prefix": "jserver"},
+    }
+
+
+def secret_key_from_file(path: Path) -> str:
+    """Return the secret key stored at ``path``, creating it (mode 0600) if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(50)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:  # another process created it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+# Where the database (embedded), the secret key (embedded) and users' files live.
+DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+# Serve everything under this prefix, like jupyter_server's base_url ("/jupyter/").
+BASE_URL = normalise_base_url(env("BASE_URL", "/"))
+URL_PREFIX = BASE_URL[1:]  # the same prefix, as Django URL patterns want it
+
+DEBUG = env_bool("DEBUG", False)
+
+# Hosted deployments must set the key: several daphne processes share it.
+if key := env("SECRET_KEY"):
+    SECRET_KEY = key
+    SECRET_KEY_FROM_ENV = True
+elif env("DATABASE_URL"):
+    raise ImproperlyConfigured(
+        "JSERVER_SECRET_KEY must be set when JSERVER_DATABASE_URL is "
+        "(every daphne process of a deployment needs the same key)"
+    )
+else:
+    SECRET_KEY = secret_key_from_file(DATA_DIR / "secret_key")
+    SECRET_KEY_FROM_ENV = False
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+
+# Origins (scheme://host[:port]) besides the server's own that browsers may use
+# for cookie-authenticated WebSockets and unsafe requests.
+ALLOW_ORIGINS = env_list("ALLOW_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = ALLOW_ORIGINS
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "jserver",
+    "accounts",
+    "contents",
+    "kernels",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.token_login_middleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "jserver.middleware.xsrf_cookie_middleware",
+]
+
+ROOT_URLCONF = "jserver.urls"
+ASGI_APPLICATION = "jserver.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "jserver.context_processors.site",
+            ],
+        },
+    },
+]
+
+if url := env("DATABASE_URL"):  # hosted: postgresql://... through psycopg 3
+    DATABASES = {"default": database_from_url(url)}
+else:  # embedded: a file in the data directory, test database included
+    DATABASES = {"default": sqlite_database(DATA_DIR / "jserver.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if url := env("REDIS_URL"):  # hosted: shared by every daphne process
+    CHANNEL_LAYERS = {"default": redis_layer(url)}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "jserver",
+        }
+    }
+else:  # embedded: a single process, so in-memory groups suffice
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# URLs, all under the base URL.
+LOGIN_URL = BASE_URL + "login"
+LOGIN_REDIRECT_URL = BASE_URL
+LOGOUT_REDIRECT_URL = None
+STATIC_URL = BASE_URL + "static/"
+STATIC_ROOT = None  # nothing is collected: WhiteNoise serves from the apps
+# Serve app static files straight from the apps (no collectstatic step).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+# jupyter_server strips trailing slashes instead of adding them.
+APPEND_SLASH = False
+
+# Cookies: server-side sessions (logout and password change end them), scoped to
+# the base URL. The XSRF cookie and header carry the names JupyterLab uses.
+SESSION_COOKIE_NAME = "jserver-session"
+SESSION_COOKIE_PATH = BASE_URL
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("SESSION_AGE_SECONDS", 14 * 24 * 3600)
+CSRF_COOKIE_NAME = "_xsrf"
+CSRF_HEADER_NAME = "HTTP_X_XSRFTOKEN"
+CSRF_COOKIE_PATH = BASE_URL
+CSRF_COOKIE_HTTPONLY = False  # JupyterLab reads it to send X-XSRFToken
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "jserver.views.csrf_failure"
+
+# HTTPS (behind a TLS-terminating proxy that sets X-Forwarded-Proto).
+HTTPS = env_bool("HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Request bodies up to 512 MiB, as jupyter_server (whole notebooks are PUT as JSON).
+MAX_BODY_SIZE = env_int("MAX_BODY_SIZE", 512 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_SIZE
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger bodies spool to disk
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
+# daphne: largest incoming WebSocket message, Tornado's default as jupyter_server.
+WEBSOCKET_MAX_MESSAGE_SIZE = env_int("WEBSOCKET_MAX_MESSAGE_SIZE", 10 * 1024 * 1024)
+# Seconds between server pings on idle WebSockets (jupyter_server: ws_ping_interval).
+WEBSOCKET_PING_SECONDS = env_int("WEBSOCKET_PING_SECONDS", 30)
+# Daphne serves on this address by default (manage.py serve).
+BIND = env("BIND", "127.0.0.1")
+PORT = env_int("PORT", 8888)
+# Trust X-Forwarded-For/-Proto from a reverse proxy in front of daphne.
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+
+# Login throttling: failed attempts allowed per account and per client address
+# within the window, before further attempts are refused.
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+# A token's last_used is written at most this often (one write per request is waste).
+TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+
+LOG_LEVEL = env("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"scrub": {"()": "jserver.logging.ScrubSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["scrub"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+        "asyncio": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,23 @@
+"""URLs: every route lives under ``JSERVER_BASE_URL``."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from accounts.views import admin_login
+from jserver import views
+
+routes = [
+    path("api", views.api_root, name="api-root"),
+    path("api/status", views.api_status, name="api-status"),
+    path("", include("accounts.urls")),
+    path("admin/login/", admin_login),
+    path("admin/", admin.site.urls),
+    # Last: anything else ending in "/" is retried without it.
+    re_path(r"^(?P<path>.+)/$", views.strip_trailing_slash),
+]
+
+urlpatterns = [path(settings.URL_PREFIX, include(routes))]
+
+handler404 = "jserver.views.not_found"
+handler500 = "jserver.views.server_error"
