@@ -4,14 +4,18 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from accounts.views import admin_login
+from accounts.views import PasswordChangeView, admin_login, logout_view
 from jserver import views
 
 routes = [
     path("api", views.api_root, name="api-root"),
     path("api/status", views.api_status, name="api-status"),
     path("", include("accounts.urls")),
+    # The admin's own login, logout and password pages are the site's (throttled,
+    # audited) ones.
     path("admin/login/", admin_login),
+    path("admin/logout/", logout_view),
+    path("admin/password_change/", PasswordChangeView.as_view()),
     path("admin/", admin.site.urls),
     # Last: anything else ending in "/" is retried without it.
     re_path(r"^(?P<path>.+)/$", views.strip_trailing_slash),

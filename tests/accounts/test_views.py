@@ -323,3 +323,12 @@ def test_admin_audit_trail_is_read_only(client_for, user, staff_user):
     )
     assert response.status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_admin_logout_and_password_pages_are_the_sites(client_for, staff_user):
+    client = client_for(staff_user)
+    page = client.get("/admin/password_change/")
+    assert page.status_code == 200 and "Changing it logs out" in page.content.decode()
+    client.post("/admin/logout/")
+    assert client.get("/api/me").status_code == 403
+    assert AuditEvent.objects.filter(action="logout", actor=staff_user).exists()
