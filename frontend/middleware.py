@@ -1,0 +1,59 @@
+"""Static files: the site's own, and the front ends' built assets, via WhiteNoise.
+
+The front ends' files are served where their page config points, under the
+base URL: ``static/lab/`` and ``static/notebook/`` (the two webpack builds),
+``lab/extensions/<name>/static/`` (prebuilt labextensions), ``lab/api/themes/``
+(theme CSS, relative ``url()``s resolve as they are), ``static/favicons/`` and
+``custom/custom.css``. Content-hashed names are cached for a year, immutable;
+the others revalidate after WhiteNoise's max-age. Like jupyter_server's static
+handlers these need no login: they are the same public code for everyone.
+"""
+
+import re
+from pathlib import Path
+
+from django.conf import settings as django_settings
+from django.http import HttpRequest, HttpResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+from frontend import assets
+
+# webpack's content-hashed names: main.<hash>.js, 1053.<hash>.js, <hash>.woff2,
+# remoteEntry.<hash>.js (16 to 20 hex digits in JupyterLab 4 and Notebook 7).
+_HASHED_NAME = re.compile(r"(?:^|/)(?:[\w-]+\.)?[0-9a-f]{16,}\.\w+$")
+
+
+def mounts() -> list[tuple[str, Path]]:
+    """Return ``(URL prefix under the base URL, directory)``, lowest priority first."""
+    found = [
+        ("static/lab/", assets.front_end("lab").static_dir),
+        ("static/notebook/", assets.front_end("notebook").static_dir),
+        ("static/favicons/", assets.favicons_dir()),
+        ("custom/", assets.notebook_custom_dir()),
+    ]
+    found += [
+        (f"lab/extensions/{extension.name}/static/", extension.static_dir)
+        for extension in assets.labextensions().values()
+    ]
+    found += [("lab/api/themes/", path) for path in reversed(assets.theme_dirs())]
+    return [(prefix, path) for prefix, path in found if path.is_dir()]
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, plus the front ends' directories (page templates excluded)."""
+
+    def __init__(self, get_response=None, settings=django_settings) -> None:
+        super().__init__(get_response, settings)
+        base = settings.BASE_URL
+        self.front_end_prefixes = tuple(base + prefix for prefix, _ in mounts())
+        for prefix, path in mounts():
+            self.add_files(str(path), prefix=base + prefix)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if path.endswith(".html") and path.startswith(self.front_end_prefixes):
+            return self.get_response(request)  # index.html is a template, not a file
+        return super().__call__(request)
+
+    def immutable_file_test(self, path: str, url: str) -> bool:
+        return bool(_HASHED_NAME.search(url)) or super().immutable_file_test(path, url)
