@@ -269,5 +269,6 @@ def admin_login(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The user's home page."""
-    return render(request, "home.html")
+    """The user's home page: open JupyterLab or Notebook 7, tokens, account."""
+    token_count = len(tokens.list_tokens(request.user))
+    return render(request, "home.html", {"token_count": token_count})

@@ -52,7 +52,9 @@ def _disabled_extensions() -> list[str]:
 
 
 @functools.cache
-def _common(base_url: str, app: assets.AppName) -> dict[str, Any]:
+def _common(app: assets.AppName, *configuration: Any) -> dict[str, Any]:
+    """Return what every page of ``app`` shares, for one configuration."""
+    base_url = settings.BASE_URL
     front_end = assets.front_end(app)
     version = [int(part) for part in settings.JUPYTER_SERVER_VERSION.split(".")]
     config: dict[str, Any] = {
@@ -102,7 +104,13 @@ def _common(base_url: str, app: assets.AppName) -> dict[str, Any]:
 
 
 def _for_user(app: assets.AppName, user: User) -> dict[str, Any]:
-    config = copy.deepcopy(_common(settings.BASE_URL, app))
+    configuration = (
+        settings.BASE_URL,
+        settings.LAB_APP_DIR,
+        tuple(settings.LABEXTENSIONS_PATH),
+        tuple(settings.DISABLED_EXTENSIONS),
+    )
+    config = copy.deepcopy(_common(app, *configuration))
     config["hubUser"] = user.get_username()
     return config
 
