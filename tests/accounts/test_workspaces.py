@@ -1,4 +1,4 @@
-"""Per-user JupyterLab workspaces: /lab/api/workspaces, as jupyterlab_server serves them."""
+"""Per-user JupyterLab workspaces: /lab/api/workspaces, as in jupyterlab_server."""
 
 import json
 
