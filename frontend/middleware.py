@@ -5,8 +5,9 @@ base URL: ``static/lab/`` and ``static/notebook/`` (the two webpack builds),
 ``lab/extensions/<name>/static/`` (prebuilt labextensions), ``lab/api/themes/``
 (theme CSS, relative ``url()``s resolve as they are), ``static/favicons/`` and
 ``custom/custom.css``. Content-hashed names are cached for a year, immutable;
-the others revalidate after WhiteNoise's max-age. Like jupyter_server's static
-handlers these need no login: they are the same public code for everyone.
+the others revalidate after WhiteNoise's max-age. Browsers accepting gzip get
+the copies ``frontend.compress`` made. Like jupyter_server's static handlers
+these need no login: they are the same public code for everyone.
 """
 
 import re
@@ -16,7 +17,7 @@ from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from frontend import assets
+from frontend import assets, compress
 
 # webpack's content-hashed names: main.<hash>.js, 1053.<hash>.js, <hash>.woff2,
 # remoteEntry.<hash>.js (16 to 20 hex digits in JupyterLab 4 and Notebook 7).
@@ -45,9 +46,12 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
     def __init__(self, get_response=None, settings=django_settings) -> None:
         super().__init__(get_response, settings)
         base = settings.BASE_URL
-        self.front_end_prefixes = tuple(base + prefix for prefix, _ in mounts())
-        for prefix, path in mounts():
-            self.add_files(str(path), prefix=base + prefix)
+        cache = settings.DATA_DIR / "cache" / "frontend"
+        found = mounts()
+        self.front_end_prefixes = tuple(base + prefix for prefix, _ in found)
+        for prefix, path in found:
+            served = compress.compressed_mirror(path, cache)
+            self.add_files(str(served), prefix=base + prefix)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info

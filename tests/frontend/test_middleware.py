@@ -1,5 +1,7 @@
 """The front ends' static files: where they are served, and how they are cached."""
 
+import gzip
+
 import pytest
 from django.test import Client
 
@@ -106,3 +108,14 @@ def test_favicons_and_custom_css(client):
 
 def test_site_static_files_still_served(client):
     assert client.get("/static/jserver/site.css").status_code == 200
+
+
+def test_browsers_accepting_gzip_get_the_compressed_copy(client):
+    bundle = assets.front_end("lab").main_bundle
+    plain = client.get(f"/static/lab/{bundle}")
+    packed = client.get(f"/static/lab/{bundle}", headers={"Accept-Encoding": "gzip"})
+    assert packed["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in packed["Vary"]
+    assert packed["Cache-Control"] == IMMUTABLE
+    assert gzip.decompress(packed.body) == plain.body
+    assert len(packed.body) < len(plain.body) / 2
