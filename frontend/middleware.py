@@ -13,6 +13,7 @@ these need no login: they are the same public code for everyone.
 import re
 from pathlib import Path
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
@@ -41,10 +42,21 @@ def mounts() -> list[tuple[str, Path]]:
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    """WhiteNoise, plus the front ends' directories (page templates excluded)."""
+    """WhiteNoise, plus the front ends' directories (page templates excluded).
+
+    Unlike WhiteNoise's own middleware it is async-capable: under daphne a
+    request that is not for a static file goes on without a thread hop, and a
+    file is opened in a worker thread, never on the event loop.
+    """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response=None, settings=django_settings) -> None:
         super().__init__(get_response, settings)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
         base = settings.BASE_URL
         cache = settings.DATA_DIR / "cache" / "frontend"
         found = mounts()
@@ -53,11 +65,32 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
             served = compress.compressed_mirror(path, cache)
             self.add_files(str(served), prefix=base + prefix)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def _find(self, request: HttpRequest):
         path = request.path_info
         if path.endswith(".html") and path.startswith(self.front_end_prefixes):
-            return self.get_response(request)  # index.html is a template, not a file
-        return super().__call__(request)
+            return None  # index.html is a template, not a file
+        if self.autorefresh:
+            return self.find_file(path)
+        return self.files.get(path)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self.is_async:
+            return self.__acall__(request)
+        static_file = self._find(request)
+        if static_file is None:
+            return self.get_response(request)
+        return self.serve(static_file, request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        if self.autorefresh:  # development only: looking up touches the disk
+            static_file = await sync_to_async(self._find)(request)
+        else:
+            static_file = self._find(request)
+        if static_file is None:
+            return await self.get_response(request)
+        return await sync_to_async(self.serve, thread_sensitive=False)(
+            static_file, request
+        )
 
     def immutable_file_test(self, path: str, url: str) -> bool:
         return bool(_HASHED_NAME.search(url)) or super().immutable_file_test(path, url)

@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts import labsettings
 from frontend import exporters, licenses, pageconfig, translations
+from frontend.assets import AppName
 from frontend.pageconfig import NotebookPage
 from jserver.api import api_view, json_response
 from jserver.errors import BadRequest, NotFound
@@ -49,10 +50,11 @@ def page(view):
     return never_cache(login_required(wrapper))
 
 
-def _render(request: HttpRequest, template: str, config: dict, **context: Any):
-    app = "lab" if template.endswith("lab.html") else "notebook"
+def _render(
+    request: HttpRequest, app: AppName, config: dict, **context: Any
+) -> HttpResponse:
     context |= {"page_config": config, "main_url": pageconfig.main_bundle_url(app)}
-    return render(request, template, context)
+    return render(request, f"frontend/{app}.html", context)
 
 
 @page
@@ -69,14 +71,14 @@ def lab(
         workspace=workspace or "default",
         tree_path=tree or "",
     )
-    return _render(request, "frontend/lab.html", config)
+    return _render(request, "lab", config)
 
 
 @page
 def lab_not_found(request: HttpRequest, rest: str) -> HttpResponse:
     """Any other ``/lab/...`` page: JupyterLab, telling the user it was not found."""
     config = pageconfig.lab_page_config(request.user, not_found_url=request.path)
-    return _render(request, "frontend/lab.html", config)
+    return _render(request, "lab", config)
 
 
 @page
@@ -91,7 +93,7 @@ def notebook(request: HttpRequest, page: NotebookPage, path: str | None = None):
     title, favicon = _NOTEBOOK_PAGES[page]
     return _render(
         request,
-        "frontend/notebook.html",
+        "notebook",
         config,
         title=title,
         favicon=favicon,
