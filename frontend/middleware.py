@@ -10,6 +10,7 @@ the copies ``frontend.compress`` made. Like jupyter_server's static handlers
 these need no login: they are the same public code for everyone.
 """
 
+import functools
 import re
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from frontend import assets, compress
 # webpack's content-hashed names: main.<hash>.js, 1053.<hash>.js, <hash>.woff2,
 # remoteEntry.<hash>.js (16 to 20 hex digits in JupyterLab 4 and Notebook 7).
 _HASHED_NAME = re.compile(r"(?:^|/)(?:[\w-]+\.)?[0-9a-f]{16,}\.\w+$")
+
+
+# Once per process and directory: a new mirror needs a restart, as new files do.
+_mirror = functools.cache(compress.compressed_mirror)
 
 
 def mounts() -> list[tuple[str, Path]]:
@@ -62,7 +67,7 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         found = mounts()
         self.front_end_prefixes = tuple(base + prefix for prefix, _ in found)
         for prefix, path in found:
-            served = compress.compressed_mirror(path, cache)
+            served = _mirror(path, cache)
             self.add_files(str(served), prefix=base + prefix)
 
     def _find(self, request: HttpRequest):

@@ -161,3 +161,13 @@ def test_broken_overrides_are_ignored(app_dir, client_for, user):
     assert response.json()["schema"]["properties"]["theme"]["default"] == (
         "JupyterLab Light"
     )
+
+
+def test_system_check_reports_a_missing_front_end(tmp_path):
+    from frontend.checks import front_ends_installed
+
+    assert front_ends_installed(None) == []
+    with override_settings(LAB_APP_DIR=tmp_path / "nowhere"):
+        errors = front_ends_installed(None)
+    assert [error.id for error in errors] == ["frontend.E001"]
+    assert "lab front end cannot be served" in errors[0].msg
