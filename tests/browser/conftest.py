@@ -3,8 +3,9 @@
 - ``chromium``: the browser (module-scoped). Without ``/usr/bin/chromium`` the
   tests skip, except under ``CI=true`` where that fails (``scripts/test`` installs
   it with apt where it can).
-- ``shots``: ``shots(page, "step")`` saves a screenshot in the session's folder,
-  printed at the end of the run.
+- ``shots``: ``shots(page, "step")`` saves a screenshot in ``var/browser-screenshots``
+  (emptied at the start of each run, printed at its end), with each context's
+  request log.
 - ``open_context``: ``open_context(base_url)`` is a fresh browser context (its own
   cookies) whose traffic is recorded; ``traffic.assert_clean()`` checks it.
 """
@@ -12,11 +13,14 @@
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import REPO
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -150,8 +154,11 @@ def chromium():
 
 
 @pytest.fixture(scope="session")
-def shots_dir(tmp_path_factory, request) -> Path:
-    path = tmp_path_factory.mktemp("browser-screenshots")
+def shots_dir(request) -> Path:
+    """Return the run's screenshot folder, emptied: ``var/browser-screenshots``."""
+    path = REPO / "var" / "browser-screenshots"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
     request.config.stash[_SHOTS_KEY] = path
     return path
 

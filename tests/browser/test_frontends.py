@@ -46,6 +46,7 @@ def wait_for_lab(page, theme: str = "JupyterLab Light") -> None:
         arg=theme,
         timeout=BOOT_MS,
     )
+    page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=BOOT_MS)
 
 
 def open_lab(page, action, theme: str = "JupyterLab Light") -> None:
@@ -194,6 +195,7 @@ def choose_theme(page, theme: str) -> None:
     page.wait_for_function(
         "theme => document.body.dataset.jpThemeName === theme", arg=theme
     )
+    page.locator("#jupyterlab-splash").wait_for(state="detached")
 
 
 def test_two_users_side_by_side(daphne_server, open_context, shots):
