@@ -90,3 +90,53 @@ class ConfigSection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.section} of {self.user}"
+
+
+class LabSetting(models.Model):
+    """One user's values for one JupyterLab plugin (``/lab/api/settings/<id>``).
+
+    ``raw`` is the JSON5 text exactly as the front end sent it (comments and all,
+    the settings editor shows it back); ``values`` is what it parses to.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_settings"
+    )
+    plugin = models.CharField(max_length=255)
+    raw = models.TextField()
+    values = models.JSONField(default=dict)
+    created = models.DateTimeField(default=timezone.now)
+    last_modified = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "plugin"], name="one_lab_setting_per_plugin"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plugin} of {self.user}"
+
+
+class Workspace(models.Model):
+    """One user's JupyterLab workspace (``/lab/api/workspaces/<name>``): the layout."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workspaces"
+    )
+    name = models.CharField(max_length=255)
+    document = models.JSONField()  # {"data": {...}, "metadata": {"id": ...}}
+    created = models.DateTimeField(default=timezone.now)
+    last_modified = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "name"], name="one_workspace_per_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.user}"

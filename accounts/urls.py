@@ -15,4 +15,9 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("tokens", views.tokens_page, name="tokens"),
+    # JupyterLab's per-user settings and workspaces.
+    re_path(r"^lab/api/settings/?$", views.lab_settings, name="lab-settings"),
+    re_path(r"^lab/api/settings/(?P<plugin_id>.+)$", views.lab_setting),
+    re_path(r"^lab/api/workspaces/?$", views.lab_workspaces, name="lab-workspaces"),
+    re_path(r"^lab/api/workspaces/(?P<name>.+)$", views.lab_workspace),
 ]

@@ -15,11 +15,19 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from accounts import audit, config, identity, throttle, tokens
+from accounts import (
+    audit,
+    config,
+    identity,
+    labsettings,
+    throttle,
+    tokens,
+    workspaces,
+)
 from accounts.forms import TokenForm
 from accounts.middleware import client_address
 from jserver.api import api_view, json_body, json_response
-from jserver.errors import JupyterError
+from jserver.errors import BadRequest, JupyterError
 
 
 @api_view("GET")
@@ -40,6 +48,44 @@ def config_section(request: HttpRequest, user: User, section: str) -> HttpRespon
     if request.method == "PATCH":
         return json_response(config.update_section(user, section, json_body(request)))
     return json_response(config.get_section(user, section))
+
+
+@api_view("GET")
+def lab_settings(request: HttpRequest, user: User) -> HttpResponse:
+    """List every plugin's settings (only their ids with ``?ids_only=true``)."""
+    ids_only = request.GET.get("ids_only") == "true"
+    return json_response(labsettings.list_settings(user, ids_only=ids_only))
+
+
+@api_view("GET", "PUT")
+def lab_setting(request: HttpRequest, user: User, plugin_id: str) -> HttpResponse:
+    """Get one plugin's settings, or store them from ``{"raw": "<JSON5>"}`` (204)."""
+    if request.method == "PUT":
+        body = json_body(request)
+        raw = body.get("raw") if isinstance(body, dict) else None
+        labsettings.save_setting(user, plugin_id, raw)
+        return HttpResponse(status=204)
+    return json_response(labsettings.get_setting(user, plugin_id))
+
+
+@api_view("GET", "PUT", "DELETE")
+def lab_workspaces(request: HttpRequest, user: User) -> HttpResponse:
+    """List the user's workspaces; writing needs a workspace name."""
+    if request.method != "GET":
+        raise BadRequest(f"Workspace name is required for {request.method}.")
+    return json_response(workspaces.list_workspaces(user))
+
+
+@api_view("GET", "PUT", "DELETE")
+def lab_workspace(request: HttpRequest, user: User, name: str) -> HttpResponse:
+    """Get, store (204) or delete (204) one of the user's workspaces."""
+    if request.method == "PUT":
+        workspaces.save_workspace(user, name, request.body)
+        return HttpResponse(status=204)
+    if request.method == "DELETE":
+        workspaces.delete_workspace(user, name)
+        return HttpResponse(status=204)
+    return json_response(workspaces.get_workspace(user, name))
 
 
 def safe_next(request: HttpRequest, url: str | None) -> str:
@@ -223,5 +269,6 @@ def admin_login(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The user's home page."""
-    return render(request, "home.html")
+    """The user's home page: open JupyterLab or Notebook 7, tokens, account."""
+    token_count = len(tokens.list_tokens(request.user))
+    return render(request, "home.html", {"token_count": token_count})

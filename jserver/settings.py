@@ -11,6 +11,7 @@ directory, the in-memory channel layer, one daphne. Hosted deployments set
 
 import os
 import secrets
+import sysconfig
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -193,11 +194,12 @@ INSTALLED_APPS = [
     "accounts",
     "contents",
     "kernels",
+    "frontend",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "frontend.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -348,3 +350,31 @@ LOGGING = {
         "asyncio": {"level": "WARNING"},
     },
 }
+
+# ---- frontend (JupyterLab 4 and Notebook 7: pages, assets, lab APIs)
+# Where pip installed the front ends' data files (this environment's share/jupyter).
+_SHARE_JUPYTER = Path(sysconfig.get_path("data")) / "share" / "jupyter"
+# The built JupyterLab (static/, schemas/, themes/, settings/overrides.json), as
+# jupyterlab's own JUPYTERLAB_DIR; only ever an installation, never a user's.
+LAB_APP_DIR = Path(env("LAB_APP_DIR", str(_SHARE_JUPYTER / "lab"))).resolve()
+# Directories searched in order for prebuilt labextensions (first hit wins):
+# this environment's and the system's, never a home directory or JUPYTER_PATH.
+LABEXTENSIONS_PATH = [
+    Path(path).resolve()
+    for path in env_list(
+        "LABEXTENSIONS_PATH",
+        [
+            str(_SHARE_JUPYTER / "labextensions"),
+            "/usr/local/share/jupyter/labextensions",
+            "/usr/share/jupyter/labextensions",
+        ],
+    )
+]
+# JupyterLab plugins (ids or package names) switched off on top of those whose
+# server side jserver does not offer (terminals, LSP, extension manager, news).
+DISABLED_EXTENSIONS = env_list("DISABLED_EXTENSIONS", [])
+# Export formats offered by /api/nbconvert, among those nbconvert has: by default
+# the ones it produces without pandoc, LaTeX or a browser.
+NBCONVERT_FORMATS = env_list(
+    "NBCONVERT_FORMATS", ["html", "markdown", "notebook", "python", "script"]
+)

@@ -19,13 +19,13 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     python=$(find_python)
     echo "Creating the virtualenv in .venv with $python"
-    "$python" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
+    "$python" -m venv .venv || return 1
+    .venv/bin/python -m pip install --quiet --upgrade pip || return 1
   fi
   stamp=".venv/.installed-$(basename "$requirements")-$(cat requirements*.txt | sha256sum | cut -c1-16)"
   if [ ! -e "$stamp" ]; then
     echo "Installing $requirements into .venv"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" || return 1
     touch "$stamp"
   fi
 }

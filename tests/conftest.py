@@ -96,7 +96,7 @@ def start_daphne(tmp_dir: Path, **env: str) -> LiveServer:
     port = listener.getsockname()[1]
     log_path = tmp_dir / f"daphne-{port}.log"
     environment = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "JSERVER_DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",

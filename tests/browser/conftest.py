@@ -1,0 +1,244 @@
+"""Fixtures of the browser tests: Debian's Chromium driven by Playwright.
+
+- ``chromium``: the browser (module-scoped). Without ``/usr/bin/chromium`` the
+  tests skip, except under ``CI=true`` where that fails (``scripts/test`` installs
+  it with apt where it can).
+- ``shots``: ``shots(page, "step")`` saves a screenshot in ``var/browser-screenshots``
+  (emptied at the start of each run, printed at its end), with each context's
+  request log.
+- ``open_context``: ``open_context(base_url)`` is a fresh browser context (its own
+  cookies) whose traffic is recorded; ``traffic.assert_clean()`` checks it.
+"""
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Endpoints only phase 2 serves (when the contents and kernels APIs are merged).
+# Until then the browser answers them itself with what a user who has no files
+# and no kernels gets, so that the shells can boot (JupyterLab waits for its file
+# browser's listing). Phase 2 deletes this table: then jserver must answer every
+# request the front ends make.
+PHASE2_ENDPOINTS = {
+    "api/contents": {
+        "name": "",
+        "path": "",
+        "type": "directory",
+        "format": "json",
+        "mimetype": None,
+        "writable": True,
+        "created": "2026-01-01T00:00:00.000000Z",
+        "last_modified": "2026-01-01T00:00:00.000000Z",
+        "size": None,
+        "content": [],
+        "hash": None,
+        "hash_algorithm": None,
+    },
+    "api/kernelspecs": {"default": "python3", "kernelspecs": {}},
+    "api/kernels": [],
+    "api/sessions": [],
+}
+
+# Errors the front ends also throw against jupyter_server itself (checked with
+# jupyter_server 2.21.1): (page path ending, start of the message).
+UPSTREAM_PAGE_ERRORS = [
+    # Notebook 7.6.5's shortcuts plugin, on a settings change of another plugin.
+    ("/tree", "TypeError: Cannot read properties of undefined (reading 'schema')"),
+]
+
+_SHOTS_KEY = pytest.StashKey[Path]()
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+
+
+@dataclass
+class Request:
+    method: str
+    url: str
+    status: int | None  # None: the request failed without a response
+    error: str = ""
+    phase2: bool = False
+
+    def __str__(self) -> str:
+        status = self.status if self.status is not None else f"FAILED {self.error}"
+        return f"{self.method} {status} {self.url}{' (phase 2)' if self.phase2 else ''}"
+
+
+@dataclass
+class Traffic:
+    """Everything one browser context asked for, and what its pages logged."""
+
+    base_url: str
+    requests: list[Request] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[tuple[str, str]] = field(default_factory=list)  # (url, error)
+    websockets: list[str] = field(default_factory=list)
+
+    def paths(self) -> list[str]:
+        """Return the paths requested, relative to the base URL, without queries."""
+        return [r.url.removeprefix(self.base_url).split("?")[0] for r in self.requests]
+
+    def failures(self) -> list[Request]:
+        """Requests answered with an error, or failed (not merely cancelled)."""
+        return [
+            r
+            for r in self.requests
+            if (r.status is not None and r.status >= 400)
+            or (r.status is None and "ERR_ABORTED" not in r.error)
+        ]
+
+    def assert_clean(self) -> None:
+        """Assert no request failed and no page logged an error or threw."""
+        assert not self.failures(), "\n".join(map(str, self.failures()))
+        assert not self.console_errors, "\n".join(self.console_errors)
+        unexpected = [
+            error
+            for url, error in self.page_errors
+            if not any(
+                url.split("?")[0].endswith(path) and error.startswith(message)
+                for path, message in UPSTREAM_PAGE_ERRORS
+            )
+        ]
+        assert not unexpected, "\n".join(unexpected)
+
+    def save(self, path: Path) -> None:
+        lines = [*map(str, self.requests), *(f"WS {u}" for u in self.websockets)]
+        path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not os.access(CHROMIUM, os.X_OK):
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires the browser tests: {message}")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread, so
+    # Django would refuse the tests' own (synchronous) database calls. Only for
+    # this module; start_daphne keeps the variable away from the server.
+    previous = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS
+            )
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop(ASYNC_UNSAFE, None)
+        else:
+            os.environ[ASYNC_UNSAFE] = previous
+
+
+@pytest.fixture(scope="session")
+def shots_dir(request) -> Path:
+    """Return the run's screenshot folder, emptied: ``var/browser-screenshots``."""
+    path = REPO / "var" / "browser-screenshots"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    request.config.stash[_SHOTS_KEY] = path
+    return path
+
+
+@pytest.fixture
+def shots(shots_dir, request):
+    """Return ``shot(page, step)``, saving ``<test>-<n>-<step>.png``."""
+    counter = iter(range(1, 100))
+    name = re.sub(r"\W+", "-", request.node.name.removeprefix("test_"))
+
+    def shot(page, step: str) -> Path:
+        path = shots_dir / f"{name}-{next(counter):02d}-{step}.png"
+        page.screenshot(path=path)
+        return path
+
+    return shot
+
+
+def _phase2_route(base_url: str):
+    names = "|".join(re.escape(name) for name in PHASE2_ENDPOINTS)
+    pattern = re.compile(rf"^{re.escape(base_url)}({names})(\?.*)?$")
+
+    def handle(route) -> None:
+        name = pattern.match(route.request.url).group(1)
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            body=json.dumps(PHASE2_ENDPOINTS[name]),
+        )
+
+    return pattern, handle
+
+
+@pytest.fixture
+def open_context(chromium, shots_dir, request) -> Iterator:
+    """Return ``open_context(base_url)``: a new context and its ``Traffic``."""
+    opened = []
+
+    def open_(base_url: str):
+        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+        traffic = Traffic(base_url)
+        pattern, handle = _phase2_route(base_url)
+        context.route(pattern, handle)
+
+        def on_response(response) -> None:
+            url = response.url
+            phase2 = bool(pattern.match(url))
+            traffic.requests.append(
+                Request(response.request.method, url, response.status, phase2=phase2)
+            )
+
+        def on_failed(failed) -> None:
+            traffic.requests.append(
+                Request(failed.method, failed.url, None, failed.failure or "")
+            )
+
+        def on_page(page) -> None:
+            page.on(
+                "console",
+                lambda m: m.type == "error" and traffic.console_errors.append(m.text),
+            )
+            page.on(
+                "pageerror",
+                lambda e: traffic.page_errors.append((page.url, e.stack or str(e))),
+            )
+            page.on("websocket", lambda ws: traffic.websockets.append(ws.url))
+
+        context.on("response", on_response)
+        context.on("requestfailed", on_failed)
+        context.on("page", on_page)
+        opened.append((context, traffic))
+        return context, traffic
+
+    yield open_
+    name = re.sub(r"\W+", "-", request.node.name.removeprefix("test_"))
+    for number, (context, traffic) in enumerate(opened, 1):
+        traffic.save(shots_dir / f"{name}-requests-{number}.txt")
+        context.close()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if (path := config.stash.get(_SHOTS_KEY, None)) is not None:
+        terminalreporter.write_line(f"browser screenshots and request logs: {path}")
