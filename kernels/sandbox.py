@@ -338,7 +338,7 @@ def _chain_to_command(
         *_drop_to(tools, uid, uid),
         tools.bwrap,
         *inner,
-        "--bind",
+        "--dev-bind",  # --bind would make /dev/null and the rest unusable
         "/",
         "/",
         "--die-with-parent",
