@@ -58,6 +58,7 @@ import asyncio
 import configparser
 import contextlib
 import errno
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -66,9 +67,11 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +91,7 @@ LimitsMechanism = Literal["cgroup v2", "rlimits"]
 # helper's DNS forwarder, which asks the host's resolvers from the host side.
 SLIRP_DNS = "10.0.2.3"
 SLIRP_MTU = 65520  # slirp4netns's documented recommendation for throughput
+NS_GET_USERNS = 0xB701  # ioctl(2) on a namespace file: its owning user namespace
 # Directories mounted read-only in every sandbox, before the Python environment.
 SYSTEM_TREE = Path("/usr")
 MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -857,14 +861,16 @@ class KernelCommand:
         For the outbound policy: attach slirp4netns to the kernel's network
         namespace, make this host's addresses and the blocked networks
         unreachable from it, then let the kernel go on. Bounded by
-        ``SANDBOX_SETUP_TIMEOUT_SECONDS``. On failure the kernel stays blocked
-        (the caller kills it) and ``SandboxError`` is raised.
+        ``SANDBOX_SETUP_TIMEOUT_SECONDS``. On failure the sandbox is killed
+        before it runs anything (the caller still reaps its process and calls
+        ``aclose``) and ``SandboxError`` is raised.
         """
         for fd in self._child_fds:
             os.close(fd)
         self._child_fds = []
         if self._info_read is None:
             return
+        pid = None
         try:
             async with asyncio.timeout(settings.SANDBOX_SETUP_TIMEOUT_SECONDS):
                 info = json.loads(await _read_to_end(self._info_read))
@@ -873,6 +879,12 @@ class KernelCommand:
                 await _block_routes(pid, user_namespace=not self._tenant_uid)
         except (TimeoutError, OSError, ValueError, KeyError, SandboxError) as exc:
             await self._stop_helper()
+            if pid is not None:
+                # Blocked before its command, the sandbox's first process does
+                # not always die with its parent: kill it, and the namespace
+                # goes with it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             if isinstance(exc, SandboxError):
                 raise
             raise SandboxError(
@@ -900,6 +912,7 @@ class KernelCommand:
         ]
         if not self._tenant_uid:  # the namespace belongs to the server's own uid
             options.append(f"--userns-path=/proc/{pid}/ns/user")
+        errors = tempfile.TemporaryFile(dir=settings.DATA_DIR / "sandbox")
         try:
             self._helper = await asyncio.create_subprocess_exec(
                 self._helper_path or "slirp4netns",
@@ -909,18 +922,26 @@ class KernelCommand:
                 pass_fds=(ready_write, exit_read),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
+                stderr=errors,
                 start_new_session=True,
             )
         finally:
             os.close(ready_write)
             os.close(exit_read)
         try:
-            ready = await _read_to_end(ready_read, stop_at=1)
-        finally:
-            os.close(ready_read)
-        if ready != b"1":
-            raise SandboxError("slirp4netns did not configure the kernel's network")
+            with errors:
+                try:
+                    ready = await _read_to_end(ready_read, stop_at=1)
+                finally:
+                    os.close(ready_read)
+                if ready != b"1":
+                    await self._stop_helper()
+                    errors.seek(0)
+                    detail = errors.read().decode(errors="replace").strip()[-300:]
+                    raise SandboxError(f"slirp4netns failed: {detail}")
+        except BaseException:
+            await self._stop_helper()
+            raise
 
     async def _stop_helper(self) -> None:
         if self._helper_exit is not None:
@@ -983,9 +1004,12 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-async def _run(argv: list[str], stdin: bytes = b"") -> bytes:
+async def _run(
+    argv: list[str], stdin: bytes = b"", pass_fds: tuple[int, ...] = ()
+) -> bytes:
     process = await asyncio.create_subprocess_exec(
         *argv,
+        pass_fds=pass_fds,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -1026,13 +1050,27 @@ async def _block_routes(pid: int, *, user_namespace: bool) -> None:
         parsed = ipaddress.ip_network(network, strict=False)
         if parsed.version == 4:  # the helper gives kernels no IPv6
             targets.append(str(parsed))
-    enter = [_system_tool("nsenter"), f"--target={pid}", "--net"]
-    if user_namespace:
-        enter += ["--user", "--preserve-credentials"]
     batch = "".join(
         f"route add unreachable {target}\n" for target in dict.fromkeys(targets)
     )
-    await _run([*enter, _system_tool("ip"), "-batch", "-"], batch.encode())
+    net = f"/proc/{pid}/ns/net"
+    enter = [_system_tool("nsenter"), f"--net={net}"]
+    if not user_namespace:
+        await _run([*enter, _system_tool("ip"), "-batch", "-"], batch.encode())
+        return
+    # The user namespace that owns the network namespace, which is not the one
+    # the kernel ends up in: bwrap nests another to disable user namespaces.
+    net_fd = os.open(net, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(net_fd, NS_GET_USERNS)
+    finally:
+        os.close(net_fd)
+    try:
+        enter += [f"--user=/proc/self/fd/{owner}", "--preserve-credentials"]
+        ip = [_system_tool("ip"), "-batch", "-"]
+        await _run([*enter, *ip], batch.encode(), pass_fds=(owner,))
+    finally:
+        os.close(owner)
 
 
 def _system_tool(name: str) -> str:

@@ -831,3 +831,178 @@ def test_network_setting_is_checked():
     )
     assert completed.returncode != 0
     assert "JSERVER_SANDBOX_NETWORK must be none or outbound" in completed.stderr
+
+
+# ---- an unprivileged server
+
+UNPRIVILEGED_SERVER = """
+import asyncio, json, os, sys
+sys.path.insert(0, os.environ["REPO"])
+os.environ["DJANGO_SETTINGS_MODULE"] = "jserver.settings"
+import django
+django.setup()
+from pathlib import Path
+from django.conf import settings
+from kernels import sandbox
+
+outside, port = sys.argv[1], int(sys.argv[2])
+data = Path(settings.DATA_DIR)
+(data / "secret_key").write_text("server secret")
+roots = {}
+for owner in (1, 2):
+    roots[owner] = data / "users" / str(owner)
+    roots[owner].mkdir(parents=True, mode=0o700)
+(roots[2] / "private.txt").write_text("other tenant's data")
+runtime = data / "runtime" / "k"
+runtime.mkdir(parents=True, mode=0o700)
+probe = '''
+import json, os, socket, sys, time
+seen = {"uid": os.getuid()}
+for path in sys.argv[1:3]:
+    try:
+        seen[path] = open(path).read()
+    except OSError as e:
+        seen[path] = type(e).__name__
+open("mine.txt", "w").write("kernel")
+for name, address in (("outside", (sys.argv[3], int(sys.argv[4]))),
+                      ("host", ("10.0.2.2", int(sys.argv[4])))):
+    try:
+        socket.create_connection(address, timeout=5).close()
+        seen[name] = "connected"
+    except OSError as e:
+        seen[name] = type(e).__name__
+forked = 0
+try:
+    for _ in range(100):
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        forked += 1
+except OSError:
+    pass
+seen["forked"] = forked
+print(json.dumps(seen))
+'''
+limits = sandbox.Limits(
+    memory_bytes=2 * 1024**3, max_processes=32, max_open_files=256,
+    max_file_bytes=1024**2,
+)
+
+async def main():
+    results = {"status": sandbox.status().reason}
+    for network in ("none", "outbound"):
+        spec = sandbox.SandboxSpec(
+            owner_id=1, owner_root=roots[1], cwd=roots[1], runtime_dir=runtime,
+            env={}, limits=limits, network=network,
+        )
+        argv = [sys.executable, "-c", probe, str(data / "secret_key"),
+                str(roots[2] / "private.txt"), outside, str(port)]
+        command = await asyncio.to_thread(sandbox.prepare, argv, spec)
+        process = await asyncio.create_subprocess_exec(
+            *command.argv, env=command.env, cwd=command.cwd,
+            pass_fds=command.pass_fds, start_new_session=True,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            await command.started()
+            out, _ = await process.communicate()
+            results[network] = json.loads(out)
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            await command.aclose()
+    results["mine"] = (roots[1] / "mine.txt").read_text()
+    results["sandboxed"] = command.sandboxed
+    print(json.dumps(results))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_an_unprivileged_server_sandboxes_kernels_too(
+    needs_sandbox, outside_host, tmp_path
+):
+    """Run a server as an ordinary uid (as on a developer's machine) and probe.
+
+    The server then runs one unprivileged bwrap, kernels keep its uid, and the
+    process limit still counts only the kernel's own user namespace.
+    """
+    uid = 4000 + secrets.randbelow(1000)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    os.chown(data_dir, uid, uid)
+    os.chmod(tmp_path, 0o755)
+    address, port, _host_side = outside_host
+    # A view of this machine where that uid reaches the code and Python (here
+    # under root's 0700 home), and nothing of the root server's data.
+    view = [
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        *sandbox._usr_links(),
+        "--ro-bind",
+        "/etc",
+        "/etc",
+    ]
+    view += [
+        "--dev-bind",
+        "/dev",
+        "/dev",
+        "--bind",
+        "/proc",
+        "/proc",
+        "--tmpfs",
+        "/run",
+    ]
+    view += ["--perms", "1777", "--tmpfs", "/tmp"]
+    made = {Path("/"), Path("/tmp")}
+    for tree in (REPO, Path(sys.prefix), Path(os.path.realpath(sys.base_prefix))):
+        for parent in reversed(tree.parents):
+            if parent not in made:
+                view += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        view += ["--ro-bind", str(tree), str(tree)]
+    for parent in reversed(data_dir.parents):
+        if parent not in made:
+            view += ["--perms", "0755", "--dir", str(parent)]
+            made.add(parent)
+    view += ["--bind", str(data_dir), str(data_dir)]
+    completed = subprocess.run(
+        [
+            "bwrap",
+            "--die-with-parent",
+            *view,
+            *sandbox._drop_to(sandbox._tools("bwrap")[0], uid, uid),
+            sys.executable,
+            "-c",
+            UNPRIVILEGED_SERVER,
+            address,
+            str(port),
+        ],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "REPO": str(REPO),
+            "HOME": str(data_dir),
+            "JSERVER_DATA_DIR": str(data_dir),
+            "JSERVER_SECRET_KEY": "test-only-" + "k" * 50,
+        },
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert results["sandboxed"] and f"server's uid {uid}" in results["status"]
+    assert results["mine"] == "kernel"
+    secret_key = str(data_dir / "secret_key")
+    other = str(data_dir / "users" / "2" / "private.txt")
+    for network in ("none", "outbound"):
+        seen = results[network]
+        assert seen["uid"] == uid
+        assert seen[secret_key] == seen[other] == "FileNotFoundError"
+        assert seen["host"] != "connected"
+        assert 0 < seen["forked"] < 32
+    assert results["none"]["outside"] != "connected"
+    assert results["outbound"]["outside"] == "connected"
