@@ -724,6 +724,94 @@ async def test_pip_install_user_lands_in_the_owner_root(needs_sandbox, tenant):
     assert not (other.root / ".local").exists()
 
 
+async def test_failed_network_setup_kills_the_waiting_sandbox(
+    needs_sandbox, tenant, monkeypatch
+):
+    facts = replace(sandbox.status(), network_helper="/usr/bin/false")
+    monkeypatch.setattr(sandbox, "status", lambda **_: facts)
+    code = "open('ran', 'w').write('the kernel ran')"
+    argv = [sys.executable, "-c", code]
+    command = sandbox.prepare(argv, tenant.spec(network="outbound"))
+    process = await asyncio.create_subprocess_exec(
+        *command.argv,
+        env=command.env,
+        cwd=command.cwd,
+        pass_fds=command.pass_fds,
+        start_new_session=True,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        with pytest.raises(SandboxError, match="slirp4netns failed"):
+            await command.started()
+        async with asyncio.timeout(20):  # the sandbox is gone without a kill
+            assert await process.wait() != 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await command.aclose()
+    assert not (tenant.root / "ran").exists()
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(120)
+async def test_an_ipykernel_runs_in_the_sandbox_over_ipc(needs_sandbox, tenant):
+    """The launcher's case: ipc sockets in the runtime directory, interrupts."""
+    import zmq.asyncio
+    from jupyter_client import AsyncKernelClient
+    from jupyter_client.connect import write_connection_file
+
+    connection_file, _info = write_connection_file(
+        str(tenant.runtime_dir / "kernel-1.json"),
+        transport="ipc",
+        ip=str(tenant.runtime_dir / "kernel-1"),
+        key=secrets.token_hex(32).encode(),
+    )
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file]
+    command = await asyncio.to_thread(sandbox.prepare, argv, tenant.spec())
+    process = await asyncio.create_subprocess_exec(
+        *command.argv,
+        env=command.env,
+        cwd=command.cwd,
+        pass_fds=command.pass_fds,
+        start_new_session=True,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    context = zmq.asyncio.Context()
+    client = AsyncKernelClient(connection_file=connection_file, context=context)
+    client.load_connection_file()
+    client.start_channels()
+
+    async def execute(code: str) -> dict:
+        msg_id = client.execute(code)
+        while True:
+            reply = await client.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"]
+
+    try:
+        await command.started()
+        await client.wait_for_ready(timeout=60)
+        code = "import os; open('from-kernel.txt', 'w').write(str(os.getuid()))"
+        assert (await execute(code))["status"] == "ok"
+        assert (tenant.root / "from-kernel.txt").exists()
+        sleeping = asyncio.ensure_future(execute("import time; time.sleep(30)"))
+        await asyncio.sleep(1)
+        os.killpg(process.pid, signal.SIGINT)  # as jupyter_client interrupts
+        assert (await sleeping)["ename"] == "KeyboardInterrupt"
+        assert (await execute("1 + 1"))["status"] == "ok"  # still alive
+    finally:
+        client.stop_channels()
+        context.destroy(linger=0)
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        await command.aclose()
+
+
 # ---- preparing: what is refused, and without bubblewrap
 
 
