@@ -909,6 +909,31 @@ def test_cgroup_outside_cgroup2_is_not_used(tmp_path):
     assert "not in a cgroup2 filesystem" in sandbox.cgroup_problem(tmp_path)
 
 
+def test_with_a_cgroup_root_each_kernel_gets_a_cgroup(needs_sandbox, tenant, tmp_path):
+    """The plan only: no machine here delegates cgroup v2 controllers.
+
+    A plain directory stands for the delegated cgroup; the kernel's cgroup gets
+    the limits, the command joins it first, and the process and memory rlimits
+    give way to pids.max and memory.max.
+    """
+    facts = replace(sandbox.status(), cgroup_root=tmp_path, limits="cgroup v2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sandbox, "status", lambda **_: facts)
+        command = sandbox.prepare([sys.executable, "-c", "pass"], tenant.spec())
+    cgroup = command.cgroup
+    assert cgroup.parent == tmp_path
+    assert (cgroup / "memory.max").read_text() == str(LIMITS.memory_bytes)
+    assert (cgroup / "pids.max").read_text() == str(LIMITS.max_processes)
+    assert (cgroup / "memory.oom.group").read_text() == "1"
+    assert command.argv[1:4] == [
+        "-c",
+        'echo 0 > "$0" && exec "$@"',
+        str(cgroup / "cgroup.procs"),
+    ]
+    assert not any(arg.startswith(("--nproc", "--as=")) for arg in command.argv)
+    assert f"--nofile={LIMITS.max_open_files}" in command.argv
+
+
 def test_network_setting_is_checked():
     completed = subprocess.run(
         [sys.executable, "-c", "import jserver.settings"],
