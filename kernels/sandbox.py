@@ -253,11 +253,13 @@ def _tools(bwrap: str | None) -> tuple[_Tools | None, str]:
     }
     if bwrap is None:
         return None, "bubblewrap (bwrap) is not installed"
+    if not os.access(bwrap, os.X_OK):
+        return None, f"bubblewrap is not installed (no executable {bwrap})"
     missing = [name for name, path in found.items() if path is None]
     if missing:
         return None, f"missing {', '.join(missing)} (util-linux, coreutils)"
-    # Every tool must be inside /usr: the sandbox sees /usr, not /opt or /usr/local
-    # alone. (/bin is a link into /usr on merged-/usr systems.)
+    # All but sh also run inside the sandbox, which sees /usr: the probe fails if
+    # one lives elsewhere.
     paths = {name: os.path.realpath(path) for name, path in found.items()}
     return _Tools(bwrap=bwrap, **paths), ""
 
@@ -280,8 +282,14 @@ def _probe() -> SandboxStatus:
             "the server runs as root and JSERVER_SANDBOX_UID_BASE is not positive:"
             " kernels would run as root"
         )
+    # The whole chain a kernel goes through, around /usr/bin/true.
     mounts = ["--ro-bind", "/usr", "/usr", *_usr_links(), *_tmp_mount(None)]
-    probe = [*_chain_to_command(tools, mounts), "/usr/bin/true"]
+    probe = [
+        *[tools.env, "--ignore-signal=INT", "--"],
+        *_chain_to_command(tools, mounts),
+        *[tools.prlimit, "--nproc=64", "--nofile=64", "--"],
+        *[tools.env, "--default-signal=INT", "--", "/usr/bin/true"],
+    ]
     try:
         result = subprocess.run(
             probe,
@@ -479,7 +487,11 @@ def _check_dirs(spec: SandboxSpec) -> None:
             raise SandboxError(f"{name} must be an absolute path without links")
         if not path.is_relative_to(data_dir) or path == data_dir:
             raise SandboxError(f"{name} must be inside the data directory")
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            is_dir = False
+        if not is_dir:
             raise SandboxError(f"{name} must be a directory")
     if spec.owner_root.is_relative_to(
         spec.runtime_dir
@@ -490,11 +502,13 @@ def _check_dirs(spec: SandboxSpec) -> None:
         raise SandboxError("cwd must be a directory inside owner_root")
 
 
-def _kernel_env(spec: SandboxSpec) -> dict[str, str]:
+def _kernel_env(spec: SandboxSpec, executable: str) -> dict[str, str]:
     env = {key: str(value) for key, value in spec.env.items()}
     env["HOME"] = str(spec.owner_root)
-    prefix = Path(sys.prefix) / "bin"
-    default_path = f"{spec.owner_root}/.local/bin:{prefix}:/usr/local/bin:/usr/bin:/bin"
+    bin_dir = Path(executable).parent  # the kernel's environment, its scripts first
+    default_path = (
+        f"{spec.owner_root}/.local/bin:{bin_dir}:/usr/local/bin:/usr/bin:/bin"
+    )
     env.setdefault("PATH", default_path)
     env.setdefault("LANG", "C.UTF-8")
     for key, value in env.items():
@@ -507,10 +521,14 @@ def _unsandboxed(argv: Sequence[str], spec: SandboxSpec) -> "KernelCommand":
     prefix: list[str] = []
     prlimit = shutil.which("prlimit")
     if prlimit:
-        prefix = [prlimit, *_rlimit_args(spec.limits, cgroup=False), "--"]
+        # No RLIMIT_NPROC: without a user namespace of its own it would count
+        # every process of the server's user, desktop sessions included.
+        limits = _rlimit_args(spec.limits, cgroup=False)
+        limits = [arg for arg in limits if not arg.startswith("--nproc")]
+        prefix = [prlimit, *limits, "--"]
     return KernelCommand(
         argv=[*prefix, *argv],
-        env=_kernel_env(spec),
+        env=_kernel_env(spec, argv[0]),
         cwd=str(spec.cwd),
         pass_fds=(),
         sandboxed=False,
@@ -570,7 +588,7 @@ class _Builder:
         self._tree("--bind", spec.owner_root)
         self._tree("--bind", spec.runtime_dir)
         self.mounts += ["--chdir", os.path.realpath(spec.cwd)]
-        env = _kernel_env(spec)
+        env = _kernel_env(spec, self.argv[0])
         for key, value in sorted(env.items()):
             self.mounts += ["--setenv", key, value]
 
@@ -661,7 +679,10 @@ class _Builder:
         self.made.add(etc)
         for entry in settings.SANDBOX_ETC:
             host = etc / entry
-            if ".." in Path(entry).parts or host.name in {"passwd", "group"}:
+            generated = {"passwd", "group", "resolv.conf"}
+            if Path(entry).is_absolute() or ".." in Path(entry).parts:
+                continue
+            if host.name in generated and host.parent == etc:
                 continue
             if not os.path.lexists(host):
                 continue

@@ -862,7 +862,7 @@ def test_without_bubblewrap_kernels_run_unsandboxed_with_a_warning(
         SANDBOX_BWRAP="/nonexistent/bwrap", SANDBOX_ALLOW_UNSANDBOXED=True
     ):
         facts = sandbox.status(refresh=True)
-        assert not facts.available and "could not run" in facts.reason
+        assert not facts.available and "not installed" in facts.reason
         with caplog.at_level(logging.WARNING, logger="kernels.sandbox"):
             command = sandbox.prepare([sys.executable, "-c", "pass"], tenant.spec())
     assert not command.sandboxed
