@@ -1087,7 +1087,7 @@ def test_an_unprivileged_server_sandboxes_kernels_too(
             "bwrap",
             "--die-with-parent",
             *view,
-            *sandbox._drop_to(sandbox._tools("bwrap")[0], uid, uid),
+            *sandbox._drop_to(sandbox._tools(sandbox.status().bwrap)[0], uid, uid),
             sys.executable,
             "-c",
             UNPRIVILEGED_SERVER,
