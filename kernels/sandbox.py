@@ -896,8 +896,16 @@ class KernelCommand:
             async with asyncio.timeout(settings.SANDBOX_SETUP_TIMEOUT_SECONDS):
                 info = json.loads(await _read_to_end(self._info_read))
                 pid = int(info["child-pid"])
-                await self._start_helper(pid)
-                await _block_routes(pid, user_namespace=not self._tenant_uid)
+                await _loopback_ready(pid)
+                # A server without root enters the kernel's network namespace
+                # through the user namespace that owns it (its own).
+                owner = None if self._tenant_uid else _owning_userns(pid)
+                try:
+                    await self._start_helper(pid, owner)
+                    await _block_routes(pid, owner)
+                finally:
+                    if owner is not None:
+                        os.close(owner)
         except (TimeoutError, OSError, ValueError, KeyError, SandboxError) as exc:
             await self._stop_helper()
             if pid is not None:
@@ -918,7 +926,7 @@ class KernelCommand:
         os.close(self._release)
         self._release = None
 
-    async def _start_helper(self, pid: int) -> None:
+    async def _start_helper(self, pid: int, owner: int | None) -> None:
         ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
         exit_read, exit_write = os.pipe2(os.O_CLOEXEC)
         self._helper_exit = exit_write
@@ -926,13 +934,19 @@ class KernelCommand:
             "--configure",
             f"--mtu={SLIRP_MTU}",
             "--disable-host-loopback",
-            "--enable-sandbox",
             "--enable-seccomp",
             f"--ready-fd={ready_write}",
             f"--exit-fd={exit_read}",
         ]
-        if not self._tenant_uid:  # the namespace belongs to the server's own uid
-            options.append(f"--userns-path=/proc/{pid}/ns/user")
+        keep = [ready_write, exit_read]
+        if owner is None:
+            # As root: its own empty mount namespace, capabilities dropped. Not
+            # for a server without root: building it needs uid 0 mapped in the
+            # kernel's user namespace, and bwrap maps only the server's uid.
+            options.append("--enable-sandbox")
+        else:
+            options.append(f"--userns-path=/proc/self/fd/{owner}")
+            keep.append(owner)
         errors = tempfile.TemporaryFile(dir=settings.DATA_DIR / "sandbox")
         try:
             self._helper = await asyncio.create_subprocess_exec(
@@ -940,7 +954,7 @@ class KernelCommand:
                 *options,
                 str(pid),
                 "tap0",
-                pass_fds=(ready_write, exit_read),
+                pass_fds=keep,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=errors,
@@ -1060,7 +1074,35 @@ async def host_addresses() -> list[str]:
     return addresses
 
 
-async def _block_routes(pid: int, *, user_namespace: bool) -> None:
+async def _loopback_ready(pid: int) -> None:
+    """Wait until bwrap has set up the loopback of ``pid``'s network namespace.
+
+    bwrap reports the sandbox's pid before its first process has configured
+    the loopback; slirp4netns configuring the same namespace meanwhile makes
+    bwrap fail ("loopback: Failed RTM_NEWADDR") about once in a hundred starts.
+    """
+    routes = Path(f"/proc/{pid}/net/fib_trie")
+    while True:  # bounded by the caller's setup timeout
+        if "127.0.0.1" in await asyncio.to_thread(routes.read_text):
+            return
+        await asyncio.sleep(0.002)
+
+
+def _owning_userns(pid: int) -> int:
+    """Open the user namespace that owns ``pid``'s network namespace.
+
+    Not /proc/<pid>/ns/user: to disable user namespaces, bwrap moves the kernel
+    into a nested one, which does not map root and owns nothing, at a moment
+    the server cannot see.
+    """
+    net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(net, NS_GET_USERNS)
+    finally:
+        os.close(net)
+
+
+async def _block_routes(pid: int, owner: int | None) -> None:
     """Make this host and the blocked networks unreachable in ``pid``'s netns.
 
     ``unreachable`` routes are more specific than the helper's default route and
@@ -1074,24 +1116,13 @@ async def _block_routes(pid: int, *, user_namespace: bool) -> None:
     batch = "".join(
         f"route add unreachable {target}\n" for target in dict.fromkeys(targets)
     )
-    net = f"/proc/{pid}/ns/net"
-    enter = [_system_tool("nsenter"), f"--net={net}"]
-    if not user_namespace:
-        await _run([*enter, _system_tool("ip"), "-batch", "-"], batch.encode())
-        return
-    # The user namespace that owns the network namespace, which is not the one
-    # the kernel ends up in: bwrap nests another to disable user namespaces.
-    net_fd = os.open(net, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        owner = fcntl.ioctl(net_fd, NS_GET_USERNS)
-    finally:
-        os.close(net_fd)
-    try:
+    enter = [_system_tool("nsenter"), f"--net=/proc/{pid}/ns/net"]
+    keep: tuple[int, ...] = ()
+    if owner is not None:
         enter += [f"--user=/proc/self/fd/{owner}", "--preserve-credentials"]
-        ip = [_system_tool("ip"), "-batch", "-"]
-        await _run([*enter, *ip], batch.encode(), pass_fds=(owner,))
-    finally:
-        os.close(owner)
+        keep = (owner,)
+    ip = [_system_tool("ip"), "-batch", "-"]
+    await _run([*enter, *ip], batch.encode(), pass_fds=keep)
 
 
 def _system_tool(name: str) -> str:
