@@ -599,13 +599,13 @@ class _Builder:
             pass_fds=(),
             sandboxed=True,
         )
+        if self.facts.cgroup_root is not None:
+            command.cgroup = _make_cgroup(self.facts.cgroup_root, spec.limits)
         outer = ["--clearenv", *self.mounts]
-        if spec.network == "outbound":
+        if spec.network == "outbound":  # last: nothing after it can fail
             outer = command._network_fds(self.facts.network_helper, self.ids) + outer
         chain = self._chain(outer)
-        cgroup = self.facts.cgroup_root
-        if cgroup is not None:
-            command.cgroup = _make_cgroup(cgroup, spec.limits)
+        if command.cgroup is not None:
             chain = [
                 self.tools.sh,
                 "-c",
