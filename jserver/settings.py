@@ -378,3 +378,75 @@ DISABLED_EXTENSIONS = env_list("DISABLED_EXTENSIONS", [])
 NBCONVERT_FORMATS = env_list(
     "NBCONVERT_FORMATS", ["html", "markdown", "notebook", "python", "script"]
 )
+
+# ---- sandbox
+# Kernels run in a bubblewrap sandbox (kernels/sandbox.py; the README's "Security and
+# isolation" section says what each setting does to a kernel).
+# Without bubblewrap, start kernels unsandboxed (with a loud warning) or refuse to.
+# Embedded (a developer's machine): allowed; hosted: refused unless set.
+SANDBOX_ALLOW_UNSANDBOXED = env_bool(
+    "SANDBOX_ALLOW_UNSANDBOXED", env("DATABASE_URL") is None
+)
+# The bubblewrap executable (found on PATH when unset).
+SANDBOX_BWRAP = env("SANDBOX_BWRAP")
+# Kernel network: "none" (an empty network namespace) or "outbound" (through
+# slirp4netns, never to this host's own addresses or SANDBOX_BLOCKED_NETWORKS).
+SANDBOX_NETWORK = env("SANDBOX_NETWORK", "none")
+if SANDBOX_NETWORK not in {"none", "outbound"}:
+    raise ImproperlyConfigured(
+        f"JSERVER_SANDBOX_NETWORK must be none or outbound, got {SANDBOX_NETWORK!r}"
+    )
+# Destinations an "outbound" kernel cannot reach besides this host's addresses:
+# private, shared (CGNAT) and link-local (cloud metadata) ranges by default.
+SANDBOX_BLOCKED_NETWORKS = env_list(
+    "SANDBOX_BLOCKED_NETWORKS",
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+    ],
+)
+# Default limits of one kernel (per-user overrides come with the kernels models).
+# Memory: address space under rlimits (an idle ipykernel maps about 0.75 GiB),
+# memory.max under cgroup v2.
+SANDBOX_MEMORY_BYTES = env_int("SANDBOX_MEMORY_BYTES", 4 * 1024**3)
+SANDBOX_MAX_PROCESSES = env_int("SANDBOX_MAX_PROCESSES", 512)  # threads count too
+SANDBOX_MAX_OPEN_FILES = env_int("SANDBOX_MAX_OPEN_FILES", 4096)
+SANDBOX_MAX_FILE_BYTES = env_int("SANDBOX_MAX_FILE_BYTES", 8 * 1024**3)
+# A delegated cgroup v2 directory (e.g. a systemd unit's with Delegate=yes): each
+# kernel gets a child with memory.max and pids.max. Empty: rlimits only.
+SANDBOX_CGROUP_ROOT = env("SANDBOX_CGROUP_ROOT")
+# When the server runs as root, user N's kernels run as uid and gid BASE + N
+# (no account needed); owner roots are handed over to that uid.
+SANDBOX_UID_BASE = env_int("SANDBOX_UID_BASE", 2_000_000_000)
+# Entries of /etc a kernel sees (read-only); the rest of /etc is not there.
+SANDBOX_ETC = env_list(
+    "SANDBOX_ETC",
+    [
+        "alternatives",
+        "ca-certificates",
+        "ca-certificates.conf",
+        "fonts",
+        "gai.conf",
+        "host.conf",
+        "hosts",
+        "ld.so.cache",
+        "ld.so.conf",
+        "ld.so.conf.d",
+        "localtime",
+        "mime.types",
+        "nsswitch.conf",
+        "pip.conf",
+        "protocols",
+        "services",
+        "ssl",
+        "timezone",
+        "xdg/pip",
+    ],
+)
+# More host paths kernels see read-only (software, shared data sets).
+SANDBOX_READONLY_PATHS = env_list("SANDBOX_READONLY_PATHS", [])
+# Bound on setting a sandbox up (network helper, routes) before a kernel runs.
+SANDBOX_SETUP_TIMEOUT_SECONDS = env_int("SANDBOX_SETUP_TIMEOUT_SECONDS", 10)
