@@ -11,6 +11,7 @@ routes = [
     path("api", views.api_root, name="api-root"),
     path("api/status", views.api_status, name="api-status"),
     path("", include("accounts.urls")),
+    path("", include("contents.urls")),
     path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     # Last: anything else ending in "/" is retried without it.
