@@ -206,6 +206,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "jserver.middleware.xsrf_cookie_middleware",
+    # Last: runs the chain above in one thread (see its docstring).
+    "jserver.middleware.sync_chain_middleware",
 ]
 
 ROOT_URLCONF = "jserver.urls"
