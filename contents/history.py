@@ -29,6 +29,7 @@ import zlib
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -98,18 +99,34 @@ def take(
     return checkpoint
 
 
+def _recent_key(owner: User, path: str) -> str:
+    return f"contents:checkpointed:{int(owner.pk)}:{path_digest(path)}"
+
+
 def take_on_save(
     owner: User, path: str, data: bytes, stat: os.stat_result, digest: str
 ) -> Checkpoint | None:
-    """Take the automatic checkpoint of a save, if one is due."""
+    """Take the automatic checkpoint of a save, if one is due.
+
+    Whether one was taken within the interval is remembered in the cache, so
+    that most saves do not ask the database.
+    """
     if len(data) > settings.CHECKPOINT_MAX_BYTES:
+        return None
+    interval = settings.CHECKPOINT_INTERVAL_SECONDS
+    key = _recent_key(owner, path)
+    if cache.get(key):
         return None
     newest = _live(owner, path).order_by("-created").values_list("created", flat=True)
     last = newest.first()
-    interval = datetime.timedelta(seconds=settings.CHECKPOINT_INTERVAL_SECONDS)
-    if last is not None and timezone.now() - last < interval:
+    now = timezone.now()
+    if last is not None and now - last < datetime.timedelta(seconds=interval):
+        remaining = interval - (now - last).total_seconds()
+        cache.set(key, True, max(1, int(remaining)))
         return None
-    return take(owner, path, data, stat, reason="save", digest=digest)
+    checkpoint = take(owner, path, data, stat, reason="save", digest=digest)
+    cache.set(key, True, interval)
+    return checkpoint
 
 
 def _prune(owner: User, path: str) -> None:
@@ -130,8 +147,14 @@ def delete(owner: User, path: str, checkpoint_id: str) -> bool:
     return True
 
 
+def forget_recent(owner: User, path: str) -> None:
+    """Forget that ``path`` was checkpointed lately (it was moved or deleted)."""
+    cache.delete(_recent_key(owner, path))
+
+
 def move(owner: User, old: str, new: str) -> None:
     """Follow a rename of ``old`` (a file or a directory) to ``new``."""
+    forget_recent(owner, old)
     live = Checkpoint.objects.filter(owner=owner, deleted__isnull=True).defer("content")
     rows = index.rows_under(live, old)
     for row in rows:
@@ -144,6 +167,7 @@ def record_deletion(
     owner: User, path: str, *, type: str, size: int, trash_name: str
 ) -> DeletedItem:
     """Remember a deleted file or directory and attach its history to it."""
+    forget_recent(owner, path)
     with transaction.atomic():
         item = DeletedItem.objects.create(
             owner=owner, path=path, type=type, size=size, trash_name=trash_name

@@ -343,7 +343,6 @@ class _Guard:
 
     def __init__(self, owner: User, path: str, new_size: int) -> None:
         self.owner, self.path, self.new_size = owner, path, new_size
-        self.quota = quota_bytes(owner)
         self.old_size = 0
 
     def __call__(self, st: os.stat_result | None) -> None:
@@ -353,14 +352,17 @@ class _Guard:
 
     def check(self, growth: int) -> None:
         """Refuse ``growth`` more bytes if they would exceed the quota."""
-        if self.quota is None or growth <= 0:
+        if growth <= 0:
+            return
+        quota = quota_bytes(self.owner)
+        if quota is None:
             return
         used, _ = usage(self.owner)
-        if used + growth > self.quota:
+        if used + growth > quota:
             raise PayloadTooLarge(
                 f"Storage quota exceeded: saving {self.path} needs "
                 f"{_human(growth)} more, and {_human(used)} of your "
-                f"{_human(self.quota)} quota are in use. Delete files to free "
+                f"{_human(quota)} quota are in use. Delete files to free "
                 "space; nothing was changed."
             )
 

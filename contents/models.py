@@ -12,6 +12,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 TYPES = [("notebook", "notebook"), ("file", "file"), ("directory", "directory")]
@@ -209,3 +211,10 @@ class StorageQuota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.owner}"
+
+
+@receiver([post_save, post_delete], sender=StorageQuota)
+def _quota_changed(sender, instance: StorageQuota, **kwargs) -> None:
+    from contents.storage import forget_quota
+
+    forget_quota(instance.owner_id)

@@ -299,22 +299,46 @@ class Storage:
         del stack[1:]  # resolve the rest from the root
         return components[prefix:]
 
+    def _open_final(
+        self, parts: Sequence[str], flags: int, *, directory: bool
+    ) -> tuple[int, tuple[str, ...]]:
+        """Open what ``parts`` name with ``flags``; return the descriptor and the
+        canonical components. If the entry was swapped for a link between the
+        resolution and the open (``O_NOFOLLOW`` refuses it), resolve again.
+        """
+        for _ in range(MAX_SYMLINKS):
+            with self.locate(parts) as location:
+                st = location.stat
+                if st is None:
+                    raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+                if directory and location.name is None:
+                    return os.dup(location.dir_fd), ()
+                if directory and not stat.S_ISDIR(st.st_mode):
+                    raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+                if not directory and (
+                    location.name is None or stat.S_ISDIR(st.st_mode)
+                ):
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory")
+                try:
+                    fd = os.open(location.name, flags, dir_fd=location.dir_fd)
+                except OSError as error:
+                    if error.errno in {errno.ELOOP, errno.ENOTDIR}:
+                        continue
+                    raise
+                return fd, location.parts
+        raise outside(parts)
+
     @contextmanager
-    def open_directory(self, parts: Sequence[str]) -> Iterator[tuple[int, Location]]:
-        """Yield a descriptor of the directory at ``parts`` (links followed)."""
-        with self.locate(parts) as location:
-            if location.stat is None:
-                raise FileNotFoundError(errno.ENOENT, "No such file or directory")
-            if location.name is None:
-                yield location.dir_fd, location
-                return
-            if not stat.S_ISDIR(location.stat.st_mode):
-                raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
-            fd = os.open(location.name, _DIR_FLAGS, dir_fd=location.dir_fd)
-            try:
-                yield fd, location
-            finally:
-                os.close(fd)
+    def open_directory(
+        self, parts: Sequence[str]
+    ) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """Yield a descriptor of the directory at ``parts`` (links followed) and
+        its canonical components."""
+        fd, canonical = self._open_final(parts, _DIR_FLAGS, directory=True)
+        try:
+            yield fd, canonical
+        finally:
+            os.close(fd)
 
     def lookup(self, parts: Sequence[str]) -> os.stat_result:
         """Return the status of what ``parts`` name (links followed).
@@ -346,7 +370,7 @@ class Storage:
         One ``scandir`` pass and one ``lstat`` per entry; links are resolved
         (inside the root) only for entries that are links.
         """
-        with self.open_directory(parts) as (fd, location):
+        with self.open_directory(parts) as (fd, directory):
             dir_stat = os.fstat(fd)
             entries: list[Entry] = []
             links: list[str] = []
@@ -364,7 +388,6 @@ class Storage:
                         entries.append(Entry(name, st))
                     elif stat.S_ISLNK(mode):
                         links.append(name)
-            directory = location.parts
         for name in links:
             target = self._link_target(directory + (name,))
             if target is not None:
@@ -383,13 +406,7 @@ class Storage:
 
     def open_file(self, parts: Sequence[str]) -> tuple[BinaryIO, os.stat_result]:
         """Open the regular file at ``parts`` for reading; the caller closes it."""
-        with self.locate(parts) as location:
-            st = location.stat
-            if st is None:
-                raise FileNotFoundError(errno.ENOENT, "No such file or directory")
-            if location.name is None or stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(errno.EISDIR, "Is a directory")
-            fd = os.open(location.name, _READ_FLAGS, dir_fd=location.dir_fd)
+        fd, _ = self._open_final(parts, _READ_FLAGS, directory=False)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -856,14 +873,29 @@ def kernel_cwd(user: User, api_path: str | None) -> Path:
     return storage.root
 
 
+def _quota_key(owner: User) -> str:
+    return f"contents:quota:{int(owner.pk)}"
+
+
 def quota_bytes(owner: User) -> int | None:
-    """Return ``owner``'s storage quota in bytes, ``None`` when unlimited."""
+    """Return ``owner``'s storage quota in bytes, ``None`` when unlimited.
+
+    Cached briefly; changing a ``StorageQuota`` forgets the cached value.
+    """
+    cached = cache.get(_quota_key(owner))
+    if cached is not None:
+        return cached if cached >= 0 else None
     from contents.models import StorageQuota
 
     row = StorageQuota.objects.filter(owner=owner).first()
-    if row is not None:
-        return row.quota_bytes
-    return settings.STORAGE_QUOTA_BYTES or None
+    quota = row.quota_bytes if row is not None else settings.STORAGE_QUOTA_BYTES or None
+    cache.set(_quota_key(owner), -1 if quota is None else quota, USAGE_CACHE_SECONDS)
+    return quota
+
+
+def forget_quota(owner_id: int) -> None:
+    """Drop the cached quota of the user ``owner_id`` (it was changed)."""
+    cache.delete(f"contents:quota:{int(owner_id)}")
 
 
 def _usage_key(owner: User) -> str:
