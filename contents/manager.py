@@ -108,7 +108,7 @@ class Missing(NotFound):
         super().__init__(f"No such file or directory: {path}")
 
 
-# ---- models -----------------------------------------------------------------
+# ---- models ----------
 
 _EUID = os.geteuid()
 _GROUPS = frozenset(os.getgroups()) | {os.getegid()}
@@ -193,7 +193,7 @@ def _human(size: float) -> str:
     return f"{size:.1f} GiB"
 
 
-# ---- reading ------------------------------------------------------------------
+# ---- reading ----------
 
 
 def get(
@@ -335,7 +335,7 @@ def open_file(path: str, *, owner: User) -> tuple[BinaryIO, os.stat_result, str]
     return handle, st, path
 
 
-# ---- saving ---------------------------------------------------------------------
+# ---- saving ----------
 
 
 class _Guard:
@@ -615,7 +615,7 @@ def new(model: dict[str, Any] | None, path: str, *, owner: User) -> ContentsMode
     return save(model, path, owner=owner)
 
 
-# ---- chunked uploads ---------------------------------------------------------------
+# ---- chunked uploads ----------
 
 
 def _partial(row: Upload) -> PartialFile:
@@ -682,18 +682,24 @@ def _save_chunk(
         if chunk == 1:
             _emit(owner, {"action": "save", "path": path})
             return _upload_model(path, storage, row)
-        return _append_chunk(storage, row, path, b"", finish=True)
+        return _append_chunk(storage, row, path, b"", -1)
     if row is None:
         raise BadRequest(
             f"No upload of {path} in progress: its first chunk is missing "
             "or the upload expired"
+        )
+    if chunk != -1 and chunk != row.chunks + 1:
+        _abandon(storage, row)
+        raise BadRequest(
+            f"Chunk {chunk} of {path} is out of order (chunk {row.chunks + 1} "
+            "was expected); upload the file again"
         )
     try:
         guard.check(len(data))
     except JupyterError:
         _abandon(storage, row)
         raise
-    return _append_chunk(storage, row, path, data, finish=chunk == -1)
+    return _append_chunk(storage, row, path, data, chunk)
 
 
 def _start_upload(
@@ -731,9 +737,10 @@ def _start_upload(
 
 
 def _append_chunk(
-    storage: Storage, row: Upload, path: str, data: bytes, *, finish: bool
+    storage: Storage, row: Upload, path: str, data: bytes, chunk: int
 ) -> ContentsModel:
     owner = storage.owner
+    finish = chunk == -1
     try:
         st = storage.append_partial(_partial(row), data, finish=finish)
     except UploadLost:
@@ -749,9 +756,8 @@ def _append_chunk(
         ) from None
     adjust_usage(owner, len(data))
     if not finish:
-        row.received = st.st_size
-        row.updated = timezone.now()
-        row.save(update_fields=["received", "updated"])
+        row.received, row.chunks, row.updated = st.st_size, chunk, timezone.now()
+        row.save(update_fields=["received", "chunks", "updated"])
         _emit(owner, {"action": "save", "path": path})
         return _upload_model(path, storage, row, st)
     row.delete()
@@ -785,7 +791,7 @@ def _index_file(storage: Storage, path: str) -> None:
         log.exception("could not index %s", path)
 
 
-# ---- copies, renames, deletes ---------------------------------------------------
+# ---- copies, renames, deletes ----------
 
 
 def copy(from_path: str, to_path: str, *, owner: User) -> ContentsModel:
@@ -1019,7 +1025,7 @@ def purge_deleted(owner: User | None = None) -> int:
     return count
 
 
-# ---- checkpoints and trust ----------------------------------------------------------
+# ---- checkpoints and trust ----------
 
 
 def _checkpoint_model(checkpoint: Any) -> CheckpointModel:

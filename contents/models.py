@@ -155,6 +155,8 @@ class Upload(models.Model):
     device = models.BigIntegerField()
     inode = models.BigIntegerField()
     received = models.BigIntegerField(default=0)
+    # The number of the last chunk appended (chunks arrive in order).
+    chunks = models.PositiveIntegerField(default=1)
     started = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(default=timezone.now, db_index=True)
 

@@ -80,7 +80,7 @@ def _validate(nb: dict) -> str | None:
     return None
 
 
-# ---- the file format's line splitting, on plain dicts ---------------------------
+# ---- the file format's line splitting, on plain dicts ----------
 
 
 def _is_json_mime(mime: str) -> bool:
@@ -148,7 +148,7 @@ def _strip_transient(nb: dict) -> None:
         cell["metadata"].pop("trusted", None)
 
 
-# ---- writing JSON exactly as nbformat does, faster ------------------------------
+# ---- writing JSON exactly as nbformat does, faster ----------
 
 _encode_string = json.encoder.encode_basestring  # the C encoder when available
 
@@ -230,7 +230,7 @@ def dumps(nb: dict) -> str:
     return "".join(out)
 
 
-# ---- reading and saving ------------------------------------------------------------
+# ---- reading and saving ----------
 
 
 def parse(data: bytes, path: str) -> tuple[dict, str | None]:

@@ -703,11 +703,16 @@ class Storage:
 def _append(
     dir_fd: int, partial: PartialFile, data: bytes, finish: bool
 ) -> os.stat_result:
-    fd = os.open(
-        partial.name,
-        os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
-        dir_fd=dir_fd,
-    )
+    try:
+        fd = os.open(
+            partial.name,
+            os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+            dir_fd=dir_fd,
+        )
+    except OSError as error:
+        if error.errno in {errno.ELOOP, errno.ENOENT, errno.EISDIR, errno.ENXIO}:
+            raise UploadLost(str(error)) from None
+        raise
     try:
         st = os.fstat(fd)
         if (

@@ -157,7 +157,7 @@ def notebooks_redirect(request: HttpRequest, path: str) -> HttpResponse:
     return HttpResponseRedirect(contents_url(path))
 
 
-# ---- /files ------------------------------------------------------------------
+# ---- /files ----------
 
 
 def _files_user(request: HttpRequest) -> tuple[User | None, bool]:
