@@ -23,7 +23,8 @@ medians:
 - 200 sequential small saves;
 - a 100 MB chunked upload as JupyterLab sends it (1 MiB chunks, base64), and
   the server process's peak resident memory meanwhile (sampled every 5 ms);
-- for reference, ``GET /api`` (no work at all: each framework's floor).
+- for reference, each framework's floor: ``GET /api`` (no work at all) and a
+  1.4 MB body (an upload chunk's size) sent to ``POST /api`` (405, unread).
 
 The table is printed and written to ``bench/RESULTS.md`` between the
 ``contents`` markers, with the machine and the date. A full run takes about
@@ -338,9 +339,10 @@ def measure(servers: list[Server], roots: dict[str, Path], quick: bool):
     memory: dict[str, tuple[int, int]] = {}
     reps = 5 if quick else 15
 
-    rows.append(
-        ("`GET /api` (framework floor)", interleaved(servers, reps * 4, api_root), "ms")
-    )
+    rows.append(("floor: `GET /api`", interleaved(servers, reps * 4, api_root), "ms"))
+    body = json.dumps({"content": "x" * 1_398_104}).encode()  # a chunk's size
+    refused = interleaved(servers, reps * 2, refused_body(body))
+    rows.append(("floor: 1.4 MB body to `POST /api` (405)", refused, "ms"))
 
     notebook = notebook_with_outputs(5_000_000)
     body = json.dumps({"type": "notebook", "format": "json", "content": notebook})
@@ -390,6 +392,16 @@ def measure(servers: list[Server], roots: dict[str, Path], quick: bool):
 
 def api_root(server: Server) -> bytes:
     return server.request("GET", "/api")
+
+
+def refused_body(body: bytes) -> Callable[[Server], None]:
+    def send(server: Server) -> None:
+        try:
+            server.request("POST", "/api", body)
+        except RuntimeError:
+            pass  # 405: the body was read, nothing done
+
+    return send
 
 
 def get_path(path: str) -> Callable[[Server], bytes]:
