@@ -904,13 +904,15 @@ def update(model: dict[str, Any], path: str, *, owner: User) -> ContentsModel:
     if not isinstance(new_path, str):
         raise BadRequest("'path' must be a string")
     parts, new_parts = split_api_path(path), split_api_path(new_path)
-    if new_path and (_is_hidden(parts) or _is_hidden(new_parts)):
+    if model.get("path") and (_is_hidden(parts) or _is_hidden(new_parts)):
         raise BadRequest(f"Cannot rename file or directory {'/' + _join(parts)!r}")
     if parts != new_parts:
         rename(_join(parts), _join(new_parts), owner=owner)
     storage = Storage(owner)
     target = _join(new_parts)
     try:
+        if _is_hidden(new_parts):
+            raise FileNotFoundError(errno.ENOENT, "hidden")
         st = storage.lookup(new_parts)
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound(f"No such file or directory: {target}") from None

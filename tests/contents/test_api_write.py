@@ -468,3 +468,11 @@ def test_delete_a_link_removes_the_link_only(api, root, other_root):
 def test_save_events(api, emitted):
     api.put("/api/contents/n.txt", FILE)
     assert emitted == [(api.user.pk, {"action": "save", "path": "n.txt"})]
+
+
+def test_an_empty_rename_of_a_hidden_file_reveals_nothing(api, root):
+    (root / ".dot").write_text("z")
+    assert error(api.patch("/api/contents/.dot", {})) == (
+        404,
+        "No such file or directory: .dot",
+    )
