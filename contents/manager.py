@@ -220,6 +220,12 @@ def get(
         model = _get(storage, parts, path, type, format, content, require_hash)
     except (FileNotFoundError, NotADirectoryError):
         raise Missing(path) from None
+    except PermissionError:
+        raise Forbidden(f"Permission denied: {path}") from None
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            raise Missing(path) from None
+        raise
     _emit(owner, {"action": "get", "path": path})
     return model
 

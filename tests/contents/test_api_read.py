@@ -286,3 +286,20 @@ def test_unauthenticated_is_forbidden(client, tree):
     response = client.get("/api/contents")
     assert response.status_code == 403
     assert response.json() == {"message": "Forbidden", "reason": None}
+
+
+def test_overlong_names_are_missing(api):
+    response = api.get("/api/contents/" + "x" * 300)
+    assert response.status_code == 404
+
+
+def test_unreadable_files_are_forbidden(api, root, monkeypatch):
+    (root / "t.txt").write_text("x")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(manager.Storage, "read", denied)
+    response = api.get("/api/contents/t.txt")
+    assert response.status_code == 403
+    assert response.json()["message"] == "Permission denied: t.txt"
