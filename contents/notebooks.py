@@ -42,6 +42,8 @@ SAFE_OUTPUT_KEYS = frozenset({"output_type", "execution_count", "metadata"})
 # Signatures kept per owner, the oldest forgotten first (nbformat's store culls
 # its signature database too).
 SIGNATURES_KEPT = 10_000
+# ... checked every this many signatures (of anyone), not on each save.
+CULL_EVERY = 100
 # Mime types saved as lists of lines besides text/* (nbformat v4's writer).
 SPLIT_MIMES = frozenset({"application/javascript", "image/svg+xml"})
 CURRENT = (nbformat.current_nbformat, nbformat.current_nbformat_minor)
@@ -326,13 +328,12 @@ def is_trusted(owner: User, digest: str) -> bool:
 
 def sign(owner: User, digest: str) -> None:
     """Record that ``owner`` trusts the notebook whose bytes hash to ``digest``."""
-    _, created = TrustedNotebook.objects.get_or_create(owner=owner, digest=digest)
-    if not created:
-        return
-    oldest_kept = list(
-        TrustedNotebook.objects.filter(owner=owner)
-        .order_by("-pk")
-        .values_list("pk", flat=True)[SIGNATURES_KEPT - 1 : SIGNATURES_KEPT]
-    )
-    if oldest_kept:
-        TrustedNotebook.objects.filter(owner=owner, pk__lt=oldest_kept[0]).delete()
+    row, created = TrustedNotebook.objects.get_or_create(owner=owner, digest=digest)
+    if created and row.pk % CULL_EVERY == 0:
+        oldest_kept = list(
+            TrustedNotebook.objects.filter(owner=owner)
+            .order_by("-pk")
+            .values_list("pk", flat=True)[SIGNATURES_KEPT - 1 : SIGNATURES_KEPT]
+        )
+        if oldest_kept:
+            TrustedNotebook.objects.filter(owner=owner, pk__lt=oldest_kept[0]).delete()
