@@ -303,3 +303,14 @@ def test_unreadable_files_are_forbidden(api, root, monkeypatch):
     response = api.get("/api/contents/t.txt")
     assert response.status_code == 403
     assert response.json()["message"] == "Permission denied: t.txt"
+
+
+def test_double_encoding_and_absolute_paths_stay_inside(api, root):
+    # One decoding only: "%2e%2e" is then an ordinary (missing) name.
+    response = api.client.get("/api/contents/%252e%252e/x")
+    assert response.status_code == 404
+    assert response.content.decode() == "file or directory '/%2e%2e/x' does not exist"
+    # An absolute path in a body is relative to the user's root.
+    response = api.post("/api/contents", {"copy_from": "/etc/passwd"})
+    assert response.status_code == 404
+    assert response.json()["message"] == "No such file or directory: etc/passwd"

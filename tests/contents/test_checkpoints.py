@@ -4,6 +4,7 @@ restores that can be undone, deletes and renames, limits."""
 import datetime
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from contents.models import Checkpoint
@@ -44,9 +45,7 @@ def test_first_save_of_a_notebook_takes_a_checkpoint(api, root, interval):
 def test_a_save_after_the_interval_takes_another(api, interval):
     api.save_text("t.txt", "one")
     Checkpoint.objects.update(created=timezone.now() - datetime.timedelta(hours=1))
-    from django.core.cache import cache
-
-    cache.clear()
+    cache.clear()  # forget that the file was checkpointed lately
     api.save_text("t.txt", "two")
     assert len(listed(api, "t.txt")) == 2
 
