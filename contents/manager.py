@@ -174,6 +174,11 @@ def _join(parts: Sequence[str]) -> str:
     return "/".join(parts)
 
 
+def _shown(path: str) -> str:
+    """Return a path as jupyter_server's handlers quote it (``'/a/b'``, ``''``)."""
+    return repr("/" + path if path else "")
+
+
 def _emit(owner: User, data: dict[str, str]) -> None:
     try:
         async_to_sync(events.emit)(owner, SCHEMA_ID, data)
@@ -447,7 +452,7 @@ def save(model: dict[str, Any], path: str, *, owner: User) -> ContentsModel:
     if "content" not in model and kind != "directory":
         raise BadRequest("No file content provided")
     if _is_hidden(parts):
-        raise BadRequest(f"Cannot create file or directory {'/' + path!r}")
+        raise BadRequest(f"Cannot create file or directory {_shown(path)}")
     storage = Storage(owner)
     if kind == "directory":
         return _save_directory(storage, parts, path)
@@ -515,7 +520,7 @@ def put(path: str, body: Any, *, owner: User) -> tuple[ContentsModel, bool]:
     if _is_hidden(parts) or (
         isinstance(other, str) and other and _is_hidden(other.split("/"))
     ):
-        raise BadRequest(f"Cannot create file or directory {'/' + _join(parts)!r}")
+        raise BadRequest(f"Cannot create file or directory {_shown(_join(parts))}")
     exists = _is_file(Storage(owner), parts)
     if body.get("type", "") not in {None, "", "directory", "file", "notebook"}:
         body["type"] = "file"
@@ -550,7 +555,7 @@ def post(path: str, body: Any, *, owner: User) -> ContentsModel:
         if not isinstance(copy_from, str):
             raise BadRequest("copy_from must be a path")
         if _is_hidden(parts) or _is_hidden(split_api_path(copy_from)):
-            raise BadRequest(f"Cannot copy file or directory {'/' + _join(parts)!r}")
+            raise BadRequest(f"Cannot copy file or directory {_shown(_join(parts))}")
         return copy(copy_from, path, owner=owner)
     kind = body.get("type", "")
     if kind not in {None, "", "directory", "file", "notebook"}:
@@ -673,7 +678,7 @@ def _save_chunk(
     if "content" not in model:
         raise BadRequest("No file content provided")
     if _is_hidden(parts):
-        raise BadRequest(f"Cannot create file or directory {'/' + path!r}")
+        raise BadRequest(f"Cannot create file or directory {_shown(path)}")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < -1 or not chunk:
         raise BadRequest(f"Invalid chunk {chunk!r}: 1 starts, -1 ends an upload")
     data = _decode(model, path)
@@ -807,6 +812,8 @@ def copy(from_path: str, to_path: str, *, owner: User) -> ContentsModel:
     source = split_api_path(from_path)
     target = split_api_path(to_path)
     from_path, to_path = _join(source), _join(target)
+    if _is_hidden(source) or _is_hidden(target):
+        raise BadRequest(f"Cannot copy file or directory {_shown(to_path)}")
     storage = Storage(owner)
     try:
         source_stat = storage.lookup(source)
@@ -826,7 +833,7 @@ def copy(from_path: str, to_path: str, *, owner: User) -> ContentsModel:
         raise NotFound(f"No such directory: {to_path}")
     to_path = _join(target)
     if _is_hidden(target):
-        raise BadRequest(f"Cannot create file or directory {'/' + to_path!r}")
+        raise BadRequest(f"Cannot create file or directory {_shown(to_path)}")
     guard = _Guard(owner, to_path, source_stat.st_size)
     hasher = hashlib.sha256()
     try:
@@ -889,7 +896,7 @@ def _copy_directory(
     target = [*target, increment_filename(storage, name, target, insert="-Copy")]
     to_path = _join(target)
     if _is_hidden(target):
-        raise BadRequest(f"Cannot create file or directory {'/' + to_path!r}")
+        raise BadRequest(f"Cannot create file or directory {_shown(to_path)}")
     guard = _Guard(owner, to_path, size)
     guard(None)
     try:
@@ -911,7 +918,7 @@ def update(model: dict[str, Any], path: str, *, owner: User) -> ContentsModel:
         raise BadRequest("'path' must be a string")
     parts, new_parts = split_api_path(path), split_api_path(new_path)
     if model.get("path") and (_is_hidden(parts) or _is_hidden(new_parts)):
-        raise BadRequest(f"Cannot rename file or directory {'/' + _join(parts)!r}")
+        raise BadRequest(f"Cannot rename file or directory {_shown(_join(parts))}")
     if parts != new_parts:
         rename(_join(parts), _join(new_parts), owner=owner)
     storage = Storage(owner)
@@ -932,7 +939,7 @@ def rename(old_path: str, new_path: str, *, owner: User) -> None:
     if old == new:
         return
     if _is_hidden(old) or _is_hidden(new):
-        raise BadRequest(f"Cannot rename file or directory {'/' + old_path!r}")
+        raise BadRequest(f"Cannot rename file or directory {_shown(old_path)}")
     storage = Storage(owner)
     try:
         storage.rename(old, new)
@@ -967,7 +974,7 @@ def delete(path: str, *, owner: User) -> DeletedItem:
     parts = split_api_path(path)
     path = _join(parts)
     if _is_hidden(parts):
-        raise BadRequest(f"Cannot delete file or directory {'/' + path!r}")
+        raise BadRequest(f"Cannot delete file or directory {_shown(path)}")
     if not parts:
         raise BadRequest("Can't delete root")
     storage = Storage(owner)

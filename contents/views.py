@@ -261,6 +261,8 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
         return _files_error(request, 404)
     except IsADirectoryError:
         return _files_error(request, 403, f"{path} is not a file")
+    except PermissionError:
+        return _files_error(request, 403, f"Permission denied: {path}")
     try:
         response = _file_response(request, handle, st, api_path)
     except BaseException:

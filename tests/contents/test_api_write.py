@@ -320,7 +320,11 @@ def test_copy_errors(api, root):
     )
     assert error(api.post("/api/contents", {"copy_from": ".secret"})) == (
         400,
-        "Cannot copy file or directory '/'",
+        "Cannot copy file or directory ''",
+    )
+    assert error(api.post("/api/contents/t.txt2", {"copy_from": ".secret"})) == (
+        400,
+        "Cannot copy file or directory '/t.txt2'",
     )
     assert error(api.post("/api/contents", {"copy_from": "../x"})) == (
         404,
@@ -475,4 +479,11 @@ def test_an_empty_rename_of_a_hidden_file_reveals_nothing(api, root):
     assert error(api.patch("/api/contents/.dot", {})) == (
         404,
         "No such file or directory: .dot",
+    )
+
+
+def test_renaming_the_root_into_itself(api, root):
+    assert error(api.patch("/api/contents", {"path": "x"})) == (
+        500,
+        "Unknown error renaming file:  Cannot move a directory '/' into itself '/x'.",
     )
