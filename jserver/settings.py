@@ -208,6 +208,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "jserver.middleware.xsrf_cookie_middleware",
+    # Last: runs the chain above in one thread (see its docstring).
+    "jserver.middleware.sync_chain_middleware",
 ]
 
 ROOT_URLCONF = "jserver.urls"
@@ -450,3 +452,19 @@ SANDBOX_ETC = env_list(
 SANDBOX_READONLY_PATHS = env_list("SANDBOX_READONLY_PATHS", [])
 # Bound on setting a sandbox up (network helper, routes) before a kernel runs.
 SANDBOX_SETUP_TIMEOUT_SECONDS = env_int("SANDBOX_SETUP_TIMEOUT_SECONDS", 10)
+
+# ---- contents
+# Automatic checkpoints: one on the first save of a notebook or text file
+# through the API, then at most one per interval of saves (seconds).
+CHECKPOINT_INTERVAL_SECONDS = env_int("CHECKPOINT_INTERVAL_SECONDS", 5 * 60)
+# Checkpoints kept per file (the oldest go first); jupyter_server keeps one.
+CHECKPOINTS_KEPT = env_int("CHECKPOINTS_KEPT", 20)
+# Largest file a checkpoint stores (bytes, compressed in the database): enough
+# for notebooks with rich outputs, small enough that history stays cheap.
+CHECKPOINT_MAX_BYTES = env_int("CHECKPOINT_MAX_BYTES", 32 * 1024 * 1024)
+# Deleted files and directories, and their checkpoints, are kept this many
+# days so that staff can restore them from the admin.
+DELETED_RETENTION_DAYS = env_int("DELETED_RETENTION_DAYS", 30)
+# Default storage quota per user in bytes; 0 means unlimited. Staff can set a
+# per-user quota in the admin.
+STORAGE_QUOTA_BYTES = env_int("STORAGE_QUOTA_BYTES", 0)

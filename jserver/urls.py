@@ -12,6 +12,7 @@ routes = [
     path("api/status", views.api_status, name="api-status"),
     path("", include("accounts.urls")),
     path("", include("frontend.urls")),
+    path("", include("contents.urls")),
     # The admin's own login, logout and password pages are the site's (throttled,
     # audited) ones.
     path("admin/login/", admin_login),
