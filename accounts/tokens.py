@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import ApiToken
 from jserver.errors import BadRequest, NotFound
+from jserver.sql import PreparedSelect
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,20 @@ def revoke_token(user: User, token_id: int, *, address: str | None = None) -> No
     )
 
 
+# Every token-authenticated request runs this lookup (see jserver.sql).
+_BY_DIGEST = PreparedSelect(ApiToken, related="user", where=["digest"])
+
+
 def authenticate_token(raw: str) -> ApiToken | None:
     """Return the live token whose value is ``raw`` (with its user), else ``None``.
 
-    Expired tokens and tokens of deactivated users do not authenticate.
+    Expired tokens and tokens of deactivated users do not authenticate. Each
+    call reads the database: a revoked or expired token, or a deactivated
+    user, stops authenticating at the next request.
     """
     if not raw or len(raw) > 256:
         return None
-    token = ApiToken.objects.select_related("user").filter(digest=digest(raw)).first()
+    token = _BY_DIGEST.get(digest=digest(raw))
     now = timezone.now()
     if token is None or token.is_expired(now) or not token.user.is_active:
         log.warning("rejected API token %s…", raw[:4])

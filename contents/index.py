@@ -21,6 +21,7 @@ from django.utils import timezone
 from contents.models import ContentsEntry, DeletedItem, path_digest
 from contents.storage import Storage, split_api_path
 from jserver.errors import NotFound
+from jserver.sql import PreparedUpdate
 
 EntryType = Literal["notebook", "file"]
 
@@ -53,6 +54,15 @@ def _live(owner: User) -> QuerySet:
     return ContentsEntry.objects.filter(owner=owner, deleted__isnull=True)
 
 
+# Every save runs it: prepared once (see jserver.sql); as _live(owner).update().
+_UPDATE_LIVE = PreparedUpdate(
+    ContentsEntry,
+    fields=["path", "type", "size", "last_modified", "hash", "updated"],
+    where=["owner", "path_digest"],
+    where_null=["deleted"],
+)
+
+
 def record(
     owner: User, path: str, *, type: EntryType, stat: os.stat_result, digest: str
 ) -> None:
@@ -66,7 +76,7 @@ def record(
         "updated": timezone.now(),
     }
     key = path_digest(path)
-    if _live(owner).filter(path_digest=key).update(**values):
+    if _UPDATE_LIVE.run(values, owner=owner.pk, path_digest=key):
         return
     try:
         with transaction.atomic():

@@ -30,7 +30,6 @@ import stat
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, Literal, TypedDict
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -180,10 +179,7 @@ def _shown(path: str) -> str:
 
 
 def _emit(owner: User, data: dict[str, str]) -> None:
-    try:
-        async_to_sync(events.emit)(owner, SCHEMA_ID, data)
-    except Exception:
-        log.warning("could not emit a contents event", exc_info=True)
+    events.emit_soon(owner, SCHEMA_ID, data)
 
 
 def _os_error(error: OSError, path: str) -> str:
