@@ -21,7 +21,7 @@ from django.utils import timezone
 from contents.models import ContentsEntry, DeletedItem, path_digest
 from contents.storage import Storage, split_api_path
 from jserver.errors import NotFound
-from jserver.sql import PreparedUpdate
+from jserver.sql import PreparedSelect, PreparedUpdate
 
 EntryType = Literal["notebook", "file"]
 
@@ -63,6 +63,15 @@ _UPDATE_LIVE = PreparedUpdate(
 )
 
 
+# Every read with content runs it: as _live(owner).only(...) (see jserver.sql).
+_SEEN = PreparedSelect(
+    ContentsEntry,
+    where=["owner", "path_digest"],
+    where_null=["deleted"],
+    fields=["type", "size", "last_modified", "hash"],
+)
+
+
 def record(
     owner: User, path: str, *, type: EntryType, stat: os.stat_result, digest: str
 ) -> None:
@@ -89,12 +98,7 @@ def seen(
     owner: User, path: str, *, type: EntryType, stat: os.stat_result, digest: str
 ) -> None:
     """Record a file read through the API, writing only if the row is stale."""
-    row = (
-        _live(owner)
-        .filter(path_digest=path_digest(path))
-        .only("type", "size", "last_modified", "hash")
-        .first()
-    )
+    row = _SEEN.get(owner=owner.pk, path_digest=path_digest(path))
     if (
         row is not None
         and row.type == type

@@ -7,6 +7,7 @@ owner; every events WebSocket of that owner, on any daphne process, gets
 
 import asyncio
 import contextvars
+import functools
 import logging
 import weakref
 from typing import Any
@@ -16,7 +17,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from jserver.handler import request_loop
+from jserver.handler import after_response
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +45,18 @@ async def emit(owner: User, schema_id: str, data: dict[str, Any]) -> None:
 def emit_soon(owner: User, schema_id: str, data: dict[str, Any]) -> None:
     """Send one event from synchronous code, without waiting for it to go out.
 
-    Serving an HTTP request (``jserver.handler``), the event is queued on the
-    server's event loop and sent after the events queued before it, in order;
-    the request goes on at once (waiting would cost a round trip between its
-    thread and the loop). Elsewhere it is sent before this returns. Failures
-    are logged, never raised.
+    Serving an HTTP request (``jserver.handler``), the event is sent once the
+    response has gone out, after the events queued before it, in order: the
+    request does not wait for it (that would cost a round trip between its
+    thread and the event loop). Elsewhere it is sent before this returns.
+    Failures are logged, never raised.
     """
-    loop = request_loop()
-    if loop is None or loop.is_closed():
-        try:
-            async_to_sync(emit)(owner, schema_id, data)
-        except Exception:
-            log.warning("could not emit an event", exc_info=True)
+    if after_response(functools.partial(_queue, owner, schema_id, data)):
         return
-    loop.call_soon_threadsafe(_queue, owner, schema_id, data)
+    try:
+        async_to_sync(emit)(owner, schema_id, data)
+    except Exception:
+        log.warning("could not emit an event", exc_info=True)
 
 
 def _queue(owner: User, schema_id: str, data: dict[str, Any]) -> None:

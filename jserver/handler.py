@@ -6,37 +6,54 @@ parts, so its thread-local database connection is opened and closed per
 request, and every synchronous step (the request signals, the middleware
 chain, a sync view, closing the response) is a separate hop between the event
 loop and a thread. This handler keeps Django's request handling as it is and
-changes only where it runs:
+changes where it runs:
 
 - The request body is received on the event loop, before any thread is taken.
-- The request then borrows one worker (a single-thread executor) from a
-  bounded pool of long-lived ones and runs in ``ThreadSensitiveContext`` with
-  that executor: every thread-sensitive ``sync_to_async`` of the request (the
-  async ORM and ``database_sync_to_async`` of async views included) runs on
-  the worker's thread, whose database connection persists across requests
-  where the settings allow it (``CONN_MAX_AGE``; PostgreSQL returns it to
-  psycopg's pool at the end of each request instead).
+- The request then borrows a ``Worker`` (one long-lived thread) from a bounded
+  ``WorkerPool`` and runs in ``ThreadSensitiveContext`` with it: every
+  thread-sensitive ``sync_to_async`` of the request (the async ORM and
+  ``database_sync_to_async`` of async views included) runs on the worker's
+  thread, whose database connection persists across requests where the
+  settings allow it (``CONN_MAX_AGE``; PostgreSQL returns it to psycopg's pool
+  at the end of each request instead).
 - The request signals, the (synchronous) middleware chain, a sync view and
   closing a non-streaming response run in one call on that thread: one round
   trip between the loop and the thread per request. An ``async def`` view
   still runs on daphne's event loop (``async_to_sync`` from the worker), as
   under Django's handler, so the kernels' ``zmq.asyncio`` sockets stay on
-  their loop.
+  their loop; a client that disconnects cancels it, as under Django's.
+- Work that need not delay the response (server events) is queued with
+  ``after_response`` and runs on the loop once the response is sent.
 - At most ``HTTP_THREADS`` requests are in Django at once; a request finding
   every worker busy waits for one at most ``HTTP_QUEUE_SECONDS``, then gets a
-  503 with ``Retry-After``. A worker is held for the whole request: a slow
-  request (an async view awaiting a kernel, a large copy) holds one worker and
-  no other, and requests queue only when every worker is held.
+  503 with ``Retry-After``. A worker is held for the whole request, async views
+  included: a slow request (an async view awaiting a kernel, a large copy)
+  holds one worker and no other, and requests queue only when every worker
+  is held.
+
+The round trip to a worker is this module's own (a queue and
+``call_soon_threadsafe``), not ``sync_to_async``: it costs about half as much
+CPU. It sets up the worker thread as ``sync_to_async`` does (asgiref's
+``SyncToAsync.threadlocal``: the loop that ``async_to_sync`` runs async views
+on, and the task list through which a cancellation reaches them); the tests
+check that async views run on the server's loop and are cancelled with their
+request.
 """
 
 import asyncio
+import atexit
 import collections
 import contextvars
 import logging
+import os
+import queue
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
@@ -50,28 +67,141 @@ log = logging.getLogger(__name__)
 # The answer when every worker stays busy for HTTP_QUEUE_SECONDS.
 BUSY_MESSAGE = "The server is busy; try again shortly"
 BUSY_RETRY_AFTER_SECONDS = 1
+# At exit, each worker gets this long to finish the request it is serving.
+WORKER_EXIT_SECONDS = 10
 
-_request_loop: contextvars.ContextVar[asyncio.AbstractEventLoop] = (
-    contextvars.ContextVar("jserver_request_loop")
+
+class _Callbacks:
+    """What to run on the loop once a request's response is sent."""
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], None]] = []
+        self.closed = False
+
+    def run(self) -> None:
+        """Run the pending callbacks in order; later ones are refused."""
+        self.closed = True
+        for callback in self.pending:
+            try:
+                callback()
+            except Exception:
+                log.exception("a callback after a response failed")
+        self.pending.clear()
+
+
+_after_response: contextvars.ContextVar[_Callbacks] = contextvars.ContextVar(
+    "jserver_after_response"
 )
 
 
-def request_loop() -> asyncio.AbstractEventLoop | None:
-    """Return the event loop of the HTTP request being served, if any.
+def after_response(callback: Callable[[], None]) -> bool:
+    """Run ``callback`` on the event loop once the current response is sent.
 
-    Synchronous code running for a request on a worker uses it to hand work
-    to the loop without waiting (``jserver.events.emit_soon``); elsewhere
-    (management commands, Django's test client) it is ``None``.
+    For work a request causes but its client need not wait for. Callbacks run
+    in the order they were added, also when the client went away. Callable
+    from the request's worker thread and from its async view. Return ``False``
+    (and do nothing) outside a request served by this handler, or once its
+    callbacks have run (from a task that outlived its request).
     """
-    return _request_loop.get(None)
+    callbacks = _after_response.get(None)
+    if callbacks is None or callbacks.closed:
+        return False
+    callbacks.pending.append(callback)
+    return True
 
 
 class ServerBusy(Exception):
     """No worker became free within ``HTTP_QUEUE_SECONDS``."""
 
 
+_SUBMITTED, _CALLED = object(), object()  # the two kinds of work a Worker runs
+
+
+class Worker(Executor):
+    """One long-lived thread running one call at a time.
+
+    ``call`` runs a request's synchronous part from the event loop; ``submit``
+    (the ``Executor`` interface) is what ``ThreadSensitiveContext`` uses for
+    the request's other thread-sensitive calls. The thread is a daemon: the
+    pool stops it at exit, after its current call.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        self._queue.put((_SUBMITTED, future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._queue.put(None)
+        if wait:
+            self._thread.join(WORKER_EXIT_SECONDS)
+
+    async def call(self, fn: Callable, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the thread, in a copy of the current context.
+
+        Cancelled while an async view called from ``fn`` runs, the view's task
+        is cancelled too (as ``sync_to_async`` does); the thread may still be
+        busy when this returns.
+        """
+        loop = asyncio.get_running_loop()
+        result = loop.create_future()
+        tasks: list[asyncio.Task] = []  # async_to_sync adds the view's task here
+        context = contextvars.copy_context()
+        self._queue.put((_CALLED, loop, result, tasks, context, fn, args))
+        try:
+            return await result
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+
+    def _run(self) -> None:
+        threadlocal = SyncToAsync.threadlocal  # read by async_to_sync
+        threadlocal.main_event_loop_pid = os.getpid()
+        while (item := self._queue.get()) is not None:
+            if item[0] is _SUBMITTED:
+                _, future, fn, args, kwargs = item
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args, **kwargs))
+                    except BaseException as error:
+                        future.set_exception(error)
+                continue
+            _, loop, result, tasks, context, fn, args = item
+            threadlocal.main_event_loop = loop
+            threadlocal.task_context = tasks
+            try:
+                value = context.run(fn, *args)
+            except BaseException as error:
+                _settle(loop, result, error, failed=True)
+            else:
+                _settle(loop, result, value, failed=False)
+            finally:
+                threadlocal.main_event_loop = threadlocal.task_context = None
+
+
+def _settle(loop, result: asyncio.Future, value: Any, *, failed: bool) -> None:
+    def settle() -> None:
+        if result.done():  # cancelled meanwhile
+            return
+        if failed:
+            result.set_exception(value)
+        else:
+            result.set_result(value)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: nobody waits any more
+        pass
+
+
 class WorkerPool:
-    """Long-lived single-thread executors, each lent to one request at a time.
+    """Long-lived workers, each lent to one request at a time.
 
     Workers are created on demand up to ``size`` and then kept: the most
     recently returned one is lent first, so under light load a few threads
@@ -84,23 +214,25 @@ class WorkerPool:
             raise ValueError("a worker pool needs at least one worker")
         self.size, self.wait_seconds = size, wait_seconds
         self.created = 0
-        self._idle: list[ThreadPoolExecutor] = []
+        self._workers: list[Worker] = []
+        self._idle: list[Worker] = []
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        atexit.register(self.close)
 
     @property
     def busy(self) -> int:
         """Return how many workers are lent out now."""
         return self.created - len(self._idle)
 
-    async def acquire(self) -> ThreadPoolExecutor:
+    async def acquire(self) -> Worker:
         """Return a free worker, waiting at most ``wait_seconds`` for one."""
         if self._idle:
             return self._idle.pop()
         if self.created < self.size:
             self.created += 1
-            return ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"jserver-http-{self.created}"
-            )
+            worker = Worker(f"jserver-http-{self.created}")
+            self._workers.append(worker)
+            return worker
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -115,7 +247,7 @@ class WorkerPool:
                 raise ServerBusy from None
             raise
 
-    def release(self, worker: ThreadPoolExecutor) -> None:
+    def release(self, worker: Worker) -> None:
         """Give ``worker`` to the longest waiter, or back to the idle ones."""
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -124,16 +256,29 @@ class WorkerPool:
                 return
         self._idle.append(worker)
 
-    def release_when_idle(self, worker: ThreadPoolExecutor) -> None:
-        """Release ``worker`` once the call still running on it has returned.
+    def release_when_idle(
+        self, worker: Worker, then: Callable[[], None] | None = None
+    ) -> None:
+        """Release ``worker`` (and call ``then``) once its current call returned.
 
         Used when a request is cancelled while its synchronous part runs: a
         thread cannot be interrupted, and the next borrower must not queue
         behind it unknowingly.
         """
-        loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(worker, _nothing)
-        done.add_done_callback(lambda _: self.release(worker))
+
+        def done(_: asyncio.Future) -> None:
+            self.release(worker)
+            if then is not None:
+                then()
+
+        asyncio.wrap_future(worker.submit(_nothing)).add_done_callback(done)
+
+    def close(self) -> None:
+        """Stop every worker after its current call (at exit)."""
+        for worker in self._workers:
+            worker.shutdown(wait=False)
+        for worker in self._workers:
+            worker.shutdown(wait=True)
 
 
 def _nothing() -> None:
@@ -171,20 +316,22 @@ class ASGIHandler(DjangoASGIHandler):
         except BaseException:
             body_file.close()
             raise
-        _request_loop.set(asyncio.get_running_loop())
+        callbacks = _Callbacks()
+        _after_response.set(callbacks)
         try:
             async with ThreadSensitiveContext(executor=worker):
-                await self._serve(scope, body_file, receive, send)
+                await self._serve(worker, scope, body_file, receive, send)
         except BaseException:
-            self.workers.release_when_idle(worker)
+            # The worker may still be running the request: its callbacks run
+            # once it has returned.
+            self.workers.release_when_idle(worker, then=callbacks.run)
             raise
         self.workers.release(worker)
+        callbacks.run()
 
-    async def _serve(self, scope, body_file, receive, send) -> None:
-        respond = sync_to_async(self._respond, thread_sensitive=True)
-
+    async def _serve(self, worker: Worker, scope, body_file, receive, send) -> None:
         async def process_request() -> HttpResponse:
-            response = await respond(scope, body_file)
+            response = await worker.call(self._respond, scope, body_file)
             try:
                 await self.send_response(response, send)
             except asyncio.CancelledError:
@@ -215,10 +362,12 @@ class ASGIHandler(DjangoASGIHandler):
         try:
             response = tasks[1].result()
         except asyncio.CancelledError:
-            pass  # _respond sent request_finished, or will when it returns
-        else:
-            if response.streaming:
-                await sync_to_async(response.close, thread_sensitive=True)()
+            # _respond sends request_finished when it returns; the worker is
+            # released once it has.
+            body_file.close()
+            raise
+        if response.streaming:
+            await worker.call(response.close)
         body_file.close()
 
     def _respond(self, scope, body_file) -> HttpResponse:

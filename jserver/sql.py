@@ -26,36 +26,67 @@ def _converters(connection: BaseDatabaseWrapper, field: Field, alias: str) -> tu
 
 
 class PreparedSelect:
-    """``SELECT`` one row of ``model`` and a related row, by equality on fields.
+    """``SELECT`` at most one row of ``model`` by equality on fields.
 
+    ``where`` fields equal the values given to ``get``, ``where_null`` fields
+    are ``NULL``; ``fields`` limits the columns read (as ``only()``; the
+    primary key is always read). With ``related``, the row that foreign key
+    points to is joined and set on the instance (as ``select_related``).
     ``PreparedSelect(ApiToken, related="user", where=["digest"]).get(digest=d)``
-    returns the token with its ``user`` loaded (as ``select_related``), or
-    ``None``. The ``where`` fields must identify at most one row.
+    returns the token with its user, or ``None``.
     """
 
-    def __init__(self, model: type[Model], *, related: str, where: Sequence[str]):
-        self.model, self.related, self.where = model, related, tuple(where)
+    def __init__(
+        self,
+        model: type[Model],
+        *,
+        where: Sequence[str],
+        where_null: Sequence[str] = (),
+        fields: Sequence[str] | None = None,
+        related: str | None = None,
+    ) -> None:
+        self.model, self.related = model, related
+        self.where, self.where_null = tuple(where), tuple(where_null)
+        self.fields = None if fields is None else tuple(fields)
         self._prepared: dict[tuple[str, str], tuple] = {}
+
+    def _own_fields(self) -> list[Field]:
+        meta = self.model._meta
+        if self.fields is None:
+            return list(meta.concrete_fields)
+        wanted = {meta.get_field(name).attname for name in self.fields}
+        wanted.add(meta.pk.attname)
+        return [field for field in meta.concrete_fields if field.attname in wanted]
 
     def _prepare(self, connection: BaseDatabaseWrapper) -> tuple:
         quote = connection.ops.quote_name
-        link = self.model._meta.get_field(self.related)
-        other = link.related_model
-        columns, converters = [], []
-        for model, alias in ((self.model, "a"), (other, "b")):
-            for field in model._meta.concrete_fields:
-                columns.append(f"{alias}.{quote(field.column)}")
-                converters.append(_converters(connection, field, alias))
-        where_fields = [self.model._meta.get_field(name) for name in self.where]
-        conditions = " AND ".join(f"a.{quote(f.column)} = %s" for f in where_fields)
-        sql = (
-            f"SELECT {', '.join(columns)} FROM {quote(self.model._meta.db_table)} a "
-            f"INNER JOIN {quote(other._meta.db_table)} b "
-            f"ON b.{quote(link.target_field.column)} = a.{quote(link.column)} "
-            f"WHERE {conditions}"
+        meta = self.model._meta
+        own = self._own_fields()
+        columns = [f"a.{quote(field.column)}" for field in own]
+        converters = [_converters(connection, field, "a") for field in own]
+        source = f"{quote(meta.db_table)} a"
+        other = None
+        if self.related is not None:
+            link = meta.get_field(self.related)
+            other = link.related_model
+            for field in other._meta.concrete_fields:
+                columns.append(f"b.{quote(field.column)}")
+                converters.append(_converters(connection, field, "b"))
+            source += (
+                f" INNER JOIN {quote(other._meta.db_table)} b "
+                f"ON b.{quote(link.target_field.column)} = a.{quote(link.column)}"
+            )
+        where_fields = [meta.get_field(name) for name in self.where]
+        conditions = [f"a.{quote(field.column)} = %s" for field in where_fields]
+        conditions += [
+            f"a.{quote(meta.get_field(name).column)} IS NULL"
+            for name in self.where_null
+        ]
+        sql = f"SELECT {', '.join(columns)} FROM {source} WHERE " + " AND ".join(
+            conditions
         )
-        split = len(self.model._meta.concrete_fields)
-        return sql, converters, where_fields, split, other
+        names = [field.attname for field in own]
+        return sql, converters, where_fields, names, other
 
     def get(self, **values: Any) -> Model | None:
         """Return the row whose ``where`` fields equal ``values``, or ``None``."""
@@ -63,7 +94,7 @@ class PreparedSelect:
         key = (connection.alias, connection.vendor)
         if (prepared := self._prepared.get(key)) is None:
             prepared = self._prepared[key] = self._prepare(connection)
-        sql, converters, where_fields, split, other = prepared
+        sql, converters, where_fields, names, other = prepared
         params = [
             field.get_db_prep_value(values[field.name], connection, prepared=False)
             for field in where_fields
@@ -78,9 +109,11 @@ class PreparedSelect:
             for function in functions:
                 value = function(value, column, connection)
             converted.append(value)
-        instance = self.model.from_db(connection.alias, None, converted[:split])
-        related = other.from_db(connection.alias, None, converted[split:])
-        setattr(instance, self.related, related)
+        split = len(names)
+        instance = self.model.from_db(connection.alias, names, converted[:split])
+        if other is not None:
+            related = other.from_db(connection.alias, None, converted[split:])
+            setattr(instance, self.related, related)
         return instance
 
 
