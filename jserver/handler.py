@@ -10,12 +10,13 @@ changes where it runs:
 
 - The request body is received on the event loop, before any thread is taken.
 - The request then borrows a ``Worker`` (one long-lived thread) from a bounded
-  ``WorkerPool`` and runs in ``ThreadSensitiveContext`` with it: every
-  thread-sensitive ``sync_to_async`` of the request (the async ORM and
-  ``database_sync_to_async`` of async views included) runs on the worker's
-  thread, whose database connection persists across requests where the
-  settings allow it (``CONN_MAX_AGE``; PostgreSQL returns it to psycopg's pool
-  at the end of each request instead).
+  ``WorkerPool``: every thread-sensitive ``sync_to_async`` of the request (the
+  async ORM and ``database_sync_to_async`` of async views included, through
+  the ``async_to_sync`` that runs the view; a sync streaming response's
+  iteration through ``ThreadSensitiveContext``) runs on the worker's thread,
+  whose database connection persists across requests where the settings allow
+  it (``CONN_MAX_AGE``; PostgreSQL returns it to psycopg's pool at the end of
+  each request instead).
 - The request signals, the (synchronous) middleware chain, a sync view and
   closing a non-streaming response run in one call on that thread: one round
   trip between the loop and the thread per request. An ``async def`` view
@@ -319,21 +320,30 @@ class ASGIHandler(DjangoASGIHandler):
         callbacks = _Callbacks()
         _after_response.set(callbacks)
         try:
-            async with ThreadSensitiveContext(executor=worker):
-                await self._serve(worker, scope, body_file, receive, send)
+            answered = await self._serve(worker, scope, body_file, receive, send)
         except BaseException:
-            # The worker may still be running the request: its callbacks run
-            # once it has returned.
+            # The worker may still be running the request: it is lent again,
+            # and the request's callbacks run, once it has returned.
             self.workers.release_when_idle(worker, then=callbacks.run)
             raise
-        self.workers.release(worker)
-        callbacks.run()
+        if answered:
+            self.workers.release(worker)
+            callbacks.run()
+        else:
+            self.workers.release_when_idle(worker, then=callbacks.run)
 
-    async def _serve(self, worker: Worker, scope, body_file, receive, send) -> None:
+    async def _serve(self, worker: Worker, scope, body_file, receive, send) -> bool:
+        """Answer on ``worker``; return ``False`` if the client left first."""
+
         async def process_request() -> HttpResponse:
             response = await worker.call(self._respond, scope, body_file)
             try:
-                await self.send_response(response, send)
+                if response.streaming and not response.is_async:
+                    # Django iterates it with a thread-sensitive sync_to_async.
+                    async with ThreadSensitiveContext(executor=worker):
+                        await self.send_response(response, send)
+                else:
+                    await self.send_response(response, send)
             except asyncio.CancelledError:
                 pass  # the client went away while the response was sent
             return response
@@ -343,32 +353,33 @@ class ASGIHandler(DjangoASGIHandler):
             asyncio.create_task(self.listen_for_disconnect(receive)),
             asyncio.create_task(process_request()),
         ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
-                    body_file.close()
-                    raise
-            else:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
         try:
-            response = tasks[1].result()
-        except asyncio.CancelledError:
-            # _respond sends request_finished when it returns; the worker is
-            # released once it has.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done():
+                    try:
+                        task.result()
+                    except RequestAborted:
+                        pass
+                else:
+                    task.cancel()
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
+            try:
+                response = tasks[1].result()
+            except asyncio.CancelledError:
+                # The client left: _respond sends request_finished once it
+                # returns (an async view it runs is cancelled).
+                return False
+            if response.streaming:
+                await worker.call(response.close)
+            return True
+        finally:
+            for task in tasks:
+                task.cancel()
             body_file.close()
-            raise
-        if response.streaming:
-            await worker.call(response.close)
-        body_file.close()
 
     def _respond(self, scope, body_file) -> HttpResponse:
         """Answer the request synchronously, on the borrowed worker's thread.
