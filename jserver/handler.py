@@ -50,6 +50,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -68,7 +69,8 @@ log = logging.getLogger(__name__)
 # The answer when every worker stays busy for HTTP_QUEUE_SECONDS.
 BUSY_MESSAGE = "The server is busy; try again shortly"
 BUSY_RETRY_AFTER_SECONDS = 1
-# At exit, each worker gets this long to finish the request it is serving.
+# At exit, the workers get this long in all to finish the requests they serve
+# (as long as daphne gives applications to close: serve's application_close_timeout).
 WORKER_EXIT_SECONDS = 10
 
 
@@ -141,6 +143,10 @@ class Worker(Executor):
         self._queue.put(None)
         if wait:
             self._thread.join(WORKER_EXIT_SECONDS)
+
+    def join(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the thread to end."""
+        self._thread.join(timeout)
 
     async def call(self, fn: Callable, *args: Any) -> Any:
         """Run ``fn(*args)`` on the thread, in a copy of the current context.
@@ -275,11 +281,12 @@ class WorkerPool:
         asyncio.wrap_future(worker.submit(_nothing)).add_done_callback(done)
 
     def close(self) -> None:
-        """Stop every worker after its current call (at exit)."""
+        """Stop every worker after its current call (at exit, within a bound)."""
+        deadline = time.monotonic() + WORKER_EXIT_SECONDS
         for worker in self._workers:
             worker.shutdown(wait=False)
         for worker in self._workers:
-            worker.shutdown(wait=True)
+            worker.join(max(0.0, deadline - time.monotonic()))
 
 
 def _nothing() -> None:

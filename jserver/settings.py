@@ -211,9 +211,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "jserver.middleware.xsrf_cookie_middleware",
-    # Last: runs the chain above in one thread (see its docstring).
-    "jserver.middleware.sync_chain_middleware",
 ]
+# jserver.handler runs this chain synchronously, in one call on a worker thread.
 
 ROOT_URLCONF = "jserver.urls"
 ASGI_APPLICATION = "jserver.asgi.application"
