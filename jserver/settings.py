@@ -481,6 +481,12 @@ HTTP_QUEUE_SECONDS = env_int("HTTP_QUEUE_SECONDS", 30)
 # Request bodies up to this size are held in memory; larger ones go to a
 # temporary file first (Django's FILE_UPLOAD_MAX_MEMORY_SIZE is 2.5 MB).
 HTTP_BODY_MEMORY_BYTES = env_int("HTTP_BODY_MEMORY_BYTES", 16 * 1024 * 1024)
+# Seconds a process may remember an API token that authenticated, instead of
+# reading it for every request. 0 (the default): a revoked or expired token, or a
+# deactivated account, is refused from the next request on, on every process.
+# Above 0: at once on the process where the change is made, within this many
+# seconds on the others (a lookup costs one database round trip otherwise).
+TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 0)
 # daphne passes a received body to Django in messages of at most this size.
 HTTP_BODY_MESSAGE_BYTES = env_int("HTTP_BODY_MESSAGE_BYTES", 1024 * 1024)
 # Bound on sending one server event (jserver/events.py) over the channel layer;

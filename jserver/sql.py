@@ -88,13 +88,21 @@ class PreparedSelect:
         names = [field.attname for field in own]
         return sql, converters, where_fields, names, other
 
-    def get(self, **values: Any) -> Model | None:
-        """Return the row whose ``where`` fields equal ``values``, or ``None``."""
-        connection = connections[router.db_for_read(self.model)]
+    def _prepared_for(self, connection: BaseDatabaseWrapper) -> tuple:
         key = (connection.alias, connection.vendor)
         if (prepared := self._prepared.get(key)) is None:
             prepared = self._prepared[key] = self._prepare(connection)
-        sql, converters, where_fields, names, other = prepared
+        return prepared
+
+    def get(self, **values: Any) -> Model | None:
+        """Return the row whose ``where`` fields equal ``values``, or ``None``."""
+        row = self.fetch(**values)
+        return None if row is None else self.build(row)
+
+    def fetch(self, **values: Any) -> tuple | None:
+        """Return the row's converted values (immutable, cacheable), or ``None``."""
+        connection = connections[router.db_for_read(self.model)]
+        sql, converters, where_fields, _, _ = self._prepared_for(connection)
         params = [
             field.get_db_prep_value(values[field.name], connection, prepared=False)
             for field in where_fields
@@ -109,10 +117,16 @@ class PreparedSelect:
             for function in functions:
                 value = function(value, column, connection)
             converted.append(value)
+        return (connection.alias, tuple(converted))
+
+    def build(self, row: tuple) -> Model:
+        """Return new instances made from a ``fetch`` result."""
+        alias, converted = row
+        _, _, _, names, other = self._prepared_for(connections[alias])
         split = len(names)
-        instance = self.model.from_db(connection.alias, names, converted[:split])
+        instance = self.model.from_db(alias, names, list(converted[:split]))
         if other is not None:
-            related = other.from_db(connection.alias, None, converted[split:])
+            related = other.from_db(alias, None, list(converted[split:]))
             setattr(instance, self.related, related)
         return instance
 
