@@ -79,12 +79,15 @@ and the token about 0.3 ms) on top of their own work (an atomic write with
 `fsync`, an index update in the database; the event goes out after the
 response), so they still trail the reference, more on PostgreSQL, where the
 token and the index update are two network round trips. The large requests
-are dominated by real work: reading and saving a notebook are faster than the
-reference (bodies up to 16 MiB are received into memory), listings are more
-than ten times faster (one `scandir`, one `lstat` per entry, no file opened).
-Chunked uploads append to a partial file that is synced and renamed over the
-target after the last chunk (the reference appends to the target itself,
-without `fsync`), so memory stays flat, well under twice the upload."""
+are dominated by real work, the same as the reference's: reading a notebook
+is faster, saving one about even (bodies up to 16 MiB are received into
+memory), listings are more than ten times faster (one `scandir`, one `lstat`
+per entry, no file opened). A chunked upload decodes the same JSON and base64
+as the reference, then appends to a partial file that is synced and renamed
+over the target after the last chunk (the reference appends to the target
+itself, without `fsync`), so it is about even too, and memory stays flat,
+well under twice the upload. The machine is shared: ratios near 1 change
+side from run to run."""
 
 
 def free_port() -> int:
