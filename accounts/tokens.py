@@ -9,15 +9,20 @@ import datetime
 import hashlib
 import logging
 import secrets
+import threading
+import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts import audit
 from accounts.models import ApiToken
 from jserver.errors import BadRequest, NotFound
+from jserver.sql import PreparedSelect
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +76,89 @@ def revoke_token(user: User, token_id: int, *, address: str | None = None) -> No
     )
 
 
+# Every token-authenticated request runs this lookup (see jserver.sql).
+_BY_DIGEST = PreparedSelect(ApiToken, related="user", where=["digest"])
+# At most this many tokens are remembered (TOKEN_CACHE_SECONDS > 0).
+CACHE_MAX_TOKENS = 10_000
+
+
+class _Cache:
+    """Rows of live tokens looked up lately, by digest (``TOKEN_CACHE_SECONDS``).
+
+    Off by default. Only tokens that authenticated are kept, each for at most
+    the configured seconds; every use rebuilds fresh instances from the row.
+    Saving or deleting a token or a user in this process forgets its entries
+    at once (signals below); a change made by another process, or by a
+    queryset ``update()``, is seen once the entry expires.
+    """
+
+    def __init__(self) -> None:
+        # digest -> (monotonic deadline, the user's id, the row)
+        self._rows: dict[str, tuple[float, int, tuple]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple | None:
+        found = self._rows.get(key)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            self._rows.pop(key, None)
+            return None
+        return found[2]
+
+    def put(self, key: str, row: tuple, seconds: float) -> None:
+        user_id = _BY_DIGEST.build(row).user_id
+        with self._lock:
+            while len(self._rows) >= CACHE_MAX_TOKENS:
+                self._rows.pop(next(iter(self._rows)))
+            self._rows[key] = (time.monotonic() + seconds, user_id, row)
+
+    def forget(self, key: str) -> None:
+        self._rows.pop(key, None)
+
+    def forget_user(self, user_id: int) -> None:
+        with self._lock:
+            for key, (_, owner_id, _) in list(self._rows.items()):
+                if owner_id == user_id:
+                    self._rows.pop(key, None)
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+
+_cache = _Cache()
+
+
+@receiver([post_save, post_delete], sender=ApiToken)
+def _token_changed(sender, instance: ApiToken, **kwargs) -> None:
+    _cache.forget(instance.digest)
+
+
+@receiver([post_save, post_delete], sender=User)
+def _user_changed(sender, instance: User, **kwargs) -> None:
+    _cache.forget_user(instance.pk)
+
+
 def authenticate_token(raw: str) -> ApiToken | None:
     """Return the live token whose value is ``raw`` (with its user), else ``None``.
 
-    Expired tokens and tokens of deactivated users do not authenticate.
+    Expired tokens and tokens of deactivated users do not authenticate. With
+    ``TOKEN_CACHE_SECONDS`` at 0 (the default) each call reads the database: a
+    revoked or expired token, or a deactivated user, stops authenticating at
+    the next request. Above 0, a token that authenticated is remembered that
+    many seconds by this process (see ``_Cache``): a revocation elsewhere takes
+    effect within them.
     """
     if not raw or len(raw) > 256:
         return None
-    token = ApiToken.objects.select_related("user").filter(digest=digest(raw)).first()
+    key = digest(raw)
+    seconds = settings.TOKEN_CACHE_SECONDS
+    row = _cache.get(key) if seconds > 0 else None
+    if row is None:
+        row = _BY_DIGEST.fetch(digest=key)
+        if row is not None and seconds > 0:
+            _cache.put(key, row, seconds)
+    token = None if row is None else _BY_DIGEST.build(row)
     now = timezone.now()
     if token is None or token.is_expired(now) or not token.user.is_active:
         log.warning("rejected API token %s…", raw[:4])
@@ -87,6 +167,7 @@ def authenticate_token(raw: str) -> ApiToken | None:
     if token.last_used is None or now - token.last_used >= resolution:
         token.last_used = now
         ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+        _cache.forget(key)  # its row holds the old last_used
     return token
 
 

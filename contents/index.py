@@ -21,6 +21,7 @@ from django.utils import timezone
 from contents.models import ContentsEntry, DeletedItem, path_digest
 from contents.storage import Storage, split_api_path
 from jserver.errors import NotFound
+from jserver.sql import PreparedSelect, PreparedUpdate
 
 EntryType = Literal["notebook", "file"]
 
@@ -53,6 +54,24 @@ def _live(owner: User) -> QuerySet:
     return ContentsEntry.objects.filter(owner=owner, deleted__isnull=True)
 
 
+# Every save runs it: prepared once (see jserver.sql); as _live(owner).update().
+_UPDATE_LIVE = PreparedUpdate(
+    ContentsEntry,
+    fields=["path", "type", "size", "last_modified", "hash", "updated"],
+    where=["owner", "path_digest"],
+    where_null=["deleted"],
+)
+
+
+# Every read with content runs it: as _live(owner).only(...) (see jserver.sql).
+_SEEN = PreparedSelect(
+    ContentsEntry,
+    where=["owner", "path_digest"],
+    where_null=["deleted"],
+    fields=["type", "size", "last_modified", "hash"],
+)
+
+
 def record(
     owner: User, path: str, *, type: EntryType, stat: os.stat_result, digest: str
 ) -> None:
@@ -66,7 +85,7 @@ def record(
         "updated": timezone.now(),
     }
     key = path_digest(path)
-    if _live(owner).filter(path_digest=key).update(**values):
+    if _UPDATE_LIVE.run(values, owner=owner.pk, path_digest=key):
         return
     try:
         with transaction.atomic():
@@ -79,12 +98,7 @@ def seen(
     owner: User, path: str, *, type: EntryType, stat: os.stat_result, digest: str
 ) -> None:
     """Record a file read through the API, writing only if the row is stale."""
-    row = (
-        _live(owner)
-        .filter(path_digest=path_digest(path))
-        .only("type", "size", "last_modified", "hash")
-        .first()
-    )
+    row = _SEEN.get(owner=owner.pk, path_digest=path_digest(path))
     if (
         row is not None
         and row.type == type

@@ -30,7 +30,6 @@ import stat
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, Literal, TypedDict
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -58,6 +57,7 @@ from jserver.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from jserver.sql import PreparedSelect, PreparedUpdate
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +180,7 @@ def _shown(path: str) -> str:
 
 
 def _emit(owner: User, data: dict[str, str]) -> None:
-    try:
-        async_to_sync(events.emit)(owner, SCHEMA_ID, data)
-    except Exception:
-        log.warning("could not emit a contents event", exc_info=True)
+    events.emit_soon(owner, SCHEMA_ID, data)
 
 
 def _os_error(error: OSError, path: str) -> str:
@@ -629,6 +626,13 @@ def new(model: dict[str, Any] | None, path: str, *, owner: User) -> ContentsMode
 # ---- chunked uploads ----------
 
 
+# Every chunk runs these two: prepared once (see jserver.sql).
+_UPLOAD = PreparedSelect(Upload, where=["owner", "path_digest"])
+_UPLOAD_PROGRESS = PreparedUpdate(
+    Upload, fields=["received", "chunks", "updated"], where=["id"]
+)
+
+
 def _partial(row: Upload) -> PartialFile:
     return PartialFile(
         directory=tuple(part for part in row.directory.split("/") if part),
@@ -684,7 +688,7 @@ def _save_chunk(
     data = _decode(model, path)
     storage = Storage(owner)
     guard = _Guard(owner, path, len(data))
-    row = Upload.objects.filter(owner=owner, path_digest=path_digest(path)).first()
+    row = _UPLOAD.get(owner=owner.pk, path_digest=path_digest(path))
     if chunk == 1 or (chunk == -1 and row is None):
         if row is not None:
             _abandon(storage, row)
@@ -768,7 +772,10 @@ def _append_chunk(
     adjust_usage(owner, len(data))
     if not finish:
         row.received, row.chunks, row.updated = st.st_size, chunk, timezone.now()
-        row.save(update_fields=["received", "chunks", "updated"])
+        _UPLOAD_PROGRESS.run(
+            {"received": row.received, "chunks": row.chunks, "updated": row.updated},
+            id=row.pk,
+        )
         _emit(owner, {"action": "save", "path": path})
         return _upload_model(path, storage, row, st)
     row.delete()

@@ -4,9 +4,10 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jserver.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from jserver.handler import get_asgi_application  # noqa: E402
 
-django_application = get_asgi_application()  # sets Django up before the imports below
+# Sets Django up before the imports below; HTTP runs on a pool of worker threads.
+django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -4,7 +4,7 @@ from inspect import iscoroutinefunction
 
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
-from django.utils.decorators import sync_and_async_middleware, sync_only_middleware
+from django.utils.decorators import sync_and_async_middleware
 
 
 def _ensure_xsrf_cookie(request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -29,23 +29,5 @@ def xsrf_cookie_middleware(get_response):
 
         def middleware(request: HttpRequest) -> HttpResponse:
             return _ensure_xsrf_cookie(request, get_response(request))
-
-    return middleware
-
-
-@sync_only_middleware
-def sync_chain_middleware(get_response):
-    """Run the middleware chain in one thread instead of one hop per middleware.
-
-    Under ASGI Django runs every ``MiddlewareMixin`` of an async chain through
-    ``sync_to_async``: a thread hop for each ``process_request`` and
-    ``process_response``, about 14 per request here (~3 ms on this project's
-    2-core machines). With a sync-only middleware innermost Django runs the
-    whole chain synchronously in one thread; async views are still awaited on
-    the event loop. Must be the last entry of ``MIDDLEWARE``.
-    """
-
-    def middleware(request: HttpRequest) -> HttpResponse:
-        return get_response(request)
 
     return middleware

@@ -123,6 +123,9 @@ def sqlite_database(path: Path) -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
+        # Kept open by each thread: HTTP requests run on long-lived worker
+        # threads (jserver/handler.py), so a connection serves many requests.
+        "CONN_MAX_AGE": None,
     }
 
 
@@ -208,9 +211,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "jserver.middleware.xsrf_cookie_middleware",
-    # Last: runs the chain above in one thread (see its docstring).
-    "jserver.middleware.sync_chain_middleware",
 ]
+# jserver.handler runs this chain synchronously, in one call on a worker thread.
 
 ROOT_URLCONF = "jserver.urls"
 ASGI_APPLICATION = "jserver.asgi.application"
@@ -468,3 +470,25 @@ DELETED_RETENTION_DAYS = env_int("DELETED_RETENTION_DAYS", 30)
 # Default storage quota per user in bytes; 0 means unlimited. Staff can set a
 # per-user quota in the admin.
 STORAGE_QUOTA_BYTES = env_int("STORAGE_QUOTA_BYTES", 0)
+
+# ---- http (jserver/handler.py: Django's ASGI handler on long-lived worker threads)
+# Requests handled at once (each on its own worker thread, whose database
+# connection persists). A request holds its worker until it is answered, async
+# views included; beyond this many, requests wait for a free worker.
+HTTP_THREADS = env_int("HTTP_THREADS", 32)
+# How long a request waits for a free worker before it is answered 503.
+HTTP_QUEUE_SECONDS = env_int("HTTP_QUEUE_SECONDS", 30)
+# Request bodies up to this size are held in memory; larger ones go to a
+# temporary file first (Django's FILE_UPLOAD_MAX_MEMORY_SIZE is 2.5 MB).
+HTTP_BODY_MEMORY_BYTES = env_int("HTTP_BODY_MEMORY_BYTES", 16 * 1024 * 1024)
+# Seconds a process may remember an API token that authenticated, instead of
+# reading it for every request. 0 (the default): a revoked or expired token, or a
+# deactivated account, is refused from the next request on, on every process.
+# Above 0: at once on the process where the change is made, within this many
+# seconds on the others (a lookup costs one database round trip otherwise).
+TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 0)
+# daphne passes a received body to Django in messages of at most this size.
+HTTP_BODY_MESSAGE_BYTES = env_int("HTTP_BODY_MESSAGE_BYTES", 1024 * 1024)
+# Bound on sending one server event (jserver/events.py) over the channel layer;
+# requests queue their events and do not wait for them.
+EVENTS_SEND_TIMEOUT_SECONDS = env_int("EVENTS_SEND_TIMEOUT_SECONDS", 10)

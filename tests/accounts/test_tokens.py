@@ -127,3 +127,71 @@ def test_ensureadmin_avoids_an_existing_username(user):
     out = io.StringIO()
     call_command("ensureadmin", stdout=out)
     assert "username:  admin-" in out.getvalue()
+
+
+def warm(raw: str) -> None:
+    """Use a token twice: the first use records last_used, the second caches."""
+    tokens.authenticate_token(raw)
+    tokens.authenticate_token(raw)
+
+
+@pytest.fixture
+def cached(settings):
+    settings.TOKEN_CACHE_SECONDS = 30
+    tokens._cache.clear()
+    yield
+    tokens._cache.clear()
+
+
+def test_without_the_cache_every_lookup_reads_the_database(
+    user, django_assert_num_queries
+):
+    _token, raw = tokens.create_token(user, "t")
+    tokens.authenticate_token(raw)
+    with django_assert_num_queries(1):
+        assert tokens.authenticate_token(raw) is not None
+
+
+def test_the_cache_answers_from_memory_with_fresh_instances(
+    user, cached, django_assert_num_queries
+):
+    _token, raw = tokens.create_token(user, "t")
+    tokens.authenticate_token(raw)  # the first use records last_used, then reads
+    first = tokens.authenticate_token(raw)
+    with django_assert_num_queries(0):
+        second = tokens.authenticate_token(raw)
+    assert second.pk == first.pk and second.user == user
+    assert second is not first and second.user is not first.user
+    assert tokens.authenticate_token(raw + "0") is None  # misses are not cached
+
+
+def test_revoking_or_deactivating_here_takes_effect_at_once(
+    user, cached, django_assert_num_queries
+):
+    token, raw = tokens.create_token(user, "t")
+    warm(raw)
+    with django_assert_num_queries(0):
+        assert tokens.authenticate_token(raw) is not None  # cached
+    tokens.revoke_token(user, token.pk)
+    assert tokens.authenticate_token(raw) is None
+    _token, raw = tokens.create_token(user, "u")
+    warm(raw)
+    with django_assert_num_queries(0):
+        assert tokens.authenticate_token(raw) is not None  # cached
+    user.is_active = False
+    user.save()
+    assert tokens.authenticate_token(raw) is None
+
+
+def test_a_change_made_elsewhere_takes_effect_within_the_cache_time(
+    user, cached, monkeypatch
+):
+    _token, raw = tokens.create_token(user, "t")
+    tokens.authenticate_token(raw)  # the first use records last_used, then reads
+    assert tokens.authenticate_token(raw) is not None
+    # As another process would: no signal reaches this one.
+    ApiToken.objects.update(expires_at=timezone.now())
+    assert tokens.authenticate_token(raw) is not None
+    later = tokens.time.monotonic() + 31
+    monkeypatch.setattr(tokens.time, "monotonic", lambda: later)
+    assert tokens.authenticate_token(raw) is None

@@ -90,6 +90,10 @@ class Command(BaseCommand):
             # Kernel sockets and uploads are long-lived; daphne's default cuts
             # HTTP requests after 120 s without a response.
             http_timeout=None,
+            # daphne hands a request body to the application in messages of
+            # this size (its default, 8 KiB, makes a 1 MiB upload chunk ~180
+            # messages); the whole body is already buffered by then.
+            request_buffer_size=settings.HTTP_BODY_MESSAGE_BYTES,
             application_close_timeout=10,
             proxy_forwarded_address_header="X-Forwarded-For" if proxy else None,
             proxy_forwarded_port_header="X-Forwarded-Port" if proxy else None,
