@@ -492,3 +492,43 @@ HTTP_BODY_MESSAGE_BYTES = env_int("HTTP_BODY_MESSAGE_BYTES", 1024 * 1024)
 # Bound on sending one server event (jserver/events.py) over the channel layer;
 # requests queue their events and do not wait for them.
 EVENTS_SEND_TIMEOUT_SECONDS = env_int("EVENTS_SEND_TIMEOUT_SECONDS", 10)
+
+# ---- kernel lifecycle (kernels/manager.py)
+# Running kernels per user; one more is refused with 429.
+KERNELS_PER_USER = env_int("KERNELS_PER_USER", 10)
+# jupyter_server's culling options: a kernel idle longer than the timeout
+# (seconds, 0 = never) is shut down, checked every interval; connected or busy
+# kernels are spared unless the matching option is on.
+CULL_IDLE_TIMEOUT = env_int("CULL_IDLE_TIMEOUT", 0)
+CULL_INTERVAL = env_int("CULL_INTERVAL", 300)
+CULL_CONNECTED = env_bool("CULL_CONNECTED", False)
+CULL_BUSY = env_bool("CULL_BUSY", False)
+# Seconds to wait for a new kernel's kernel_info_reply (start, restart, and a
+# WebSocket handshake on a kernel still starting).
+KERNEL_INFO_TIMEOUT = env_int("KERNEL_INFO_TIMEOUT", 60)
+# Seconds a kernel has to exit after a shutdown_request before it is killed.
+KERNEL_SHUTDOWN_WAIT = env_int("KERNEL_SHUTDOWN_WAIT", 5)
+# A kernel that dies is restarted this many times in a row (a kernel that ran
+# KERNEL_STABLE_SECONDS resets the count), then declared dead.
+KERNEL_RESTART_LIMIT = env_int("KERNEL_RESTART_LIMIT", 5)
+KERNEL_STABLE_SECONDS = env_int("KERNEL_STABLE_SECONDS", 10)
+# Output kept for a client that disconnected, replayed when it reconnects with
+# the same session_id: bytes per kernel (all waiting sessions together), and how
+# long a session's buffer waits for its client.
+KERNEL_REPLAY_BYTES = env_int("KERNEL_REPLAY_BYTES", 64 * 1024 * 1024)
+KERNEL_REPLAY_SECONDS = env_int("KERNEL_REPLAY_SECONDS", 3600)
+# Messages waiting to be written to one WebSocket before consecutive stream
+# outputs are merged (a slow client never holds up the kernel or other clients).
+KERNEL_WS_BACKLOG = env_int("KERNEL_WS_BACKLOG", 256)
+# Seconds between server pings on kernel WebSockets (0 = off), as jupyter_server's
+# ws_ping_interval; a client that has not answered for two intervals is closed.
+WS_PING_INTERVAL = env_int("WS_PING_INTERVAL", 30)
+# jupyter_server's iopub rate limits, off by default; status messages are never
+# dropped.
+IOPUB_LIMIT_RATE = env_bool("IOPUB_LIMIT_RATE", False)
+IOPUB_MSG_RATE_LIMIT = env_int("IOPUB_MSG_RATE_LIMIT", 1000)
+IOPUB_DATA_RATE_LIMIT = env_int("IOPUB_DATA_RATE_LIMIT", 1_000_000)
+IOPUB_RATE_WINDOW = env_int("IOPUB_RATE_WINDOW", 3)
+# Client-to-kernel message types a WebSocket may send (empty: all), as
+# jupyter_server's allowed_message_types.
+KERNEL_ALLOWED_MESSAGE_TYPES = env_list("KERNEL_ALLOWED_MESSAGE_TYPES", [])
