@@ -4,6 +4,8 @@ from django.conf import settings
 from django.urls import re_path
 
 from jserver.consumers import EventsConsumer
+from kernels.consumers import KernelChannelsConsumer
+from kernels.urls import KERNEL_ID
 
 
 def websocket_urlpatterns() -> list:
@@ -11,4 +13,8 @@ def websocket_urlpatterns() -> list:
     prefix = "^" + settings.URL_PREFIX
     return [
         re_path(prefix + r"api/events/subscribe$", EventsConsumer.as_asgi()),
+        re_path(
+            prefix + rf"api/kernels/{KERNEL_ID}/channels$",
+            KernelChannelsConsumer.as_asgi(),
+        ),
     ]

@@ -11,6 +11,7 @@ directory, the in-memory channel layer, one daphne. Hosted deployments set
 
 import os
 import secrets
+import sys
 import sysconfig
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -520,9 +521,6 @@ KERNEL_REPLAY_SECONDS = env_int("KERNEL_REPLAY_SECONDS", 3600)
 # Messages waiting to be written to one WebSocket before consecutive stream
 # outputs are merged (a slow client never holds up the kernel or other clients).
 KERNEL_WS_BACKLOG = env_int("KERNEL_WS_BACKLOG", 256)
-# Seconds between server pings on kernel WebSockets (0 = off), as jupyter_server's
-# ws_ping_interval; a client that has not answered for two intervals is closed.
-WS_PING_INTERVAL = env_int("WS_PING_INTERVAL", 30)
 # jupyter_server's iopub rate limits, off by default; status messages are never
 # dropped.
 IOPUB_LIMIT_RATE = env_bool("IOPUB_LIMIT_RATE", False)
@@ -532,3 +530,20 @@ IOPUB_RATE_WINDOW = env_int("IOPUB_RATE_WINDOW", 3)
 # Client-to-kernel message types a WebSocket may send (empty: all), as
 # jupyter_server's allowed_message_types.
 KERNEL_ALLOWED_MESSAGE_TYPES = env_list("KERNEL_ALLOWED_MESSAGE_TYPES", [])
+
+# ---- kernels
+# Directories searched in order for kernelspecs (<dir>/<name>/kernel.json; the
+# first of a name wins): this environment's and the system's, never a home
+# directory, JUPYTER_PATH or the data directory. kernels/specs.py also refuses
+# any kernelspec that group, others or another account could write.
+KERNELSPEC_DIRS = [
+    Path(path).resolve()
+    for path in env_list(
+        "KERNELSPEC_DIRS",
+        [
+            str(Path(sys.prefix) / "share" / "jupyter" / "kernels"),
+            "/usr/local/share/jupyter/kernels",
+            "/usr/share/jupyter/kernels",
+        ],
+    )
+]

@@ -1,12 +1,862 @@
-"""The kernel host: the one owner of kernel processes.
+"""The kernel host: the one owner of this process's kernels.
 
-Kernel lifecycle is not built yet (see the kernels issue); until it is, no
-kernel can be running, which is what ``status_counts`` reports.
+One ``KernelHost`` per event loop (daphne's, in production) owns every kernel
+this process runs: their processes (started through ``kernels/launcher.py``),
+their ZMQ sockets, their output, their rows in the database. Views, the
+WebSocket consumer and admin actions go through it and never touch a kernel
+process or socket themselves.
+
+Per kernel (``LiveKernel``) the host holds one set of ZMQ sockets, shared by
+every WebSocket connected to it:
+
+- one iopub SUB socket, always listening: it tracks ``execution_state`` and
+  ``last_activity`` the way jupyter_server does, fans each message out to the
+  connected clients, and journals it for clients that disconnected (replayed
+  when they come back with the same ``session_id``, bounded in bytes);
+- one DEALER each for shell, control and stdin, with one identity, so the
+  kernel sends a request's ``input_request`` where the request came from.
+  Replies are routed to the connection whose session sent the request (the
+  ``session`` of their ``parent_header``), never to the others.
+
+Every socket is read by its own task, so a flood on iopub never delays a
+reply on shell; readers only queue, and each connection writes its own queue,
+so a slow client never slows the kernel or another client.
+
+The ``Kernel`` row in the database mirrors the live state (in batches, every
+``FLUSH_SECONDS``): the admin and the sessions read it; the key stays in it.
 """
 
+import asyncio
+import collections
+import contextlib
+import contextvars
+import datetime
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import zmq
+import zmq.asyncio
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import close_old_connections
+from django.utils import timezone
+
+from accounts import audit
+from contents import storage
+from jserver.errors import (
+    BadRequest,
+    JupyterError,
+    NotFound,
+    NotImplementedByServer,
+    TooManyRequests,
+)
+from kernels import launcher, protocol, specs
+from kernels.models import Kernel
+
+log = logging.getLogger(__name__)
+
+HOST_ID = f"{socket.gethostname()}:{os.getpid()}"
+FLUSH_SECONDS = 2.0
+# A stale client's replay buffers kept per kernel, oldest dropped first.
+MAX_REPLAY_SESSIONS = 8
+# Raised ZMQ receive high-water marks: a flood of output waits in the socket
+# rather than being dropped by ZMQ (iopub is PUB/SUB: past the mark, lost).
+RCVHWM = 0  # unlimited: the readers drain continuously
+NUDGE_INTERVAL = 0.5
+# Messages read from one socket before the reader yields to the event loop.
+READ_BURST = 64
+
+# jupyter_server's MappingKernelManager.untracked_message_types.
+UNTRACKED = frozenset(
+    {
+        "comm_info_request",
+        "comm_info_reply",
+        "kernel_info_request",
+        "kernel_info_reply",
+        "shutdown_request",
+        "shutdown_reply",
+        "interrupt_request",
+        "interrupt_reply",
+        "debug_request",
+        "debug_reply",
+        "stream",
+        "display_data",
+        "update_display_data",
+        "execute_input",
+        "execute_result",
+        "error",
+        "status",
+        "clear_output",
+        "debug_event",
+        "input_request",
+        "input_reply",
+    }
+)
+
+
+def _spawn(coroutine) -> asyncio.Task:
+    """Start a task that outlives the request that started it.
+
+    A fresh context: the request's (asgiref's executor for its sync parts,
+    its worker thread) must not leak into kernel-long tasks.
+    """
+    return asyncio.get_running_loop().create_task(
+        coroutine, context=contextvars.Context()
+    )
+
+
+def _tracked(msg_type: str | None) -> bool:
+    return msg_type not in UNTRACKED
+
+
+class Outgoing:
+    """One kernel message on its way to clients; encodings made once, shared."""
+
+    __slots__ = ("channel", "parts", "msg_type", "_v1", "_legacy", "size")
+
+    def __init__(self, channel: str, parts: list[bytes], msg_type: str) -> None:
+        self.channel, self.parts, self.msg_type = channel, parts, msg_type
+        self._v1: bytes | None = None
+        self._legacy: str | bytes | None = None
+        self.size = sum(len(part) for part in parts)
+
+    def v1(self) -> bytes:
+        if self._v1 is None:
+            self._v1 = protocol.build_v1(self.channel, self.parts)
+        return self._v1
+
+    def legacy(self) -> str | bytes:
+        if self._legacy is None:
+            self._legacy = protocol.build_legacy(
+                self.channel, protocol.parts_to_msg(self.parts)
+            )
+        return self._legacy
+
+
+class Connection(Protocol):
+    """What the host needs of one kernel WebSocket (the consumer)."""
+
+    session_id: str
+
+    def deliver(self, message: Outgoing) -> None:
+        """Queue ``message`` for the client; never blocks."""
+
+    def replaced(self) -> None:
+        """A newer connection took this one's session_id: close."""
+
+    def kernel_gone(self) -> None:
+        """The kernel was shut down or is dead: close."""
+
+
+@dataclass
+class ReplayBuffer:
+    """What a disconnected client missed, in order."""
+
+    created: float = field(default_factory=time.monotonic)
+    messages: collections.deque = field(default_factory=collections.deque)
+    size: int = 0
+    dropped: int = 0
+
+
+def _now() -> datetime.datetime:
+    return timezone.now()
+
+
+class LiveKernel:
+    """A kernel this process runs: its process, sockets, state and clients."""
+
+    def __init__(
+        self,
+        host: "KernelHost",
+        *,
+        kernel_id: str,
+        owner: User,
+        spec: specs.KernelSpec,
+        cwd: Path,
+        env: dict[str, str],
+    ) -> None:
+        self.host = host
+        self.id = kernel_id
+        self.owner_id = owner.pk
+        self.owner_name = owner.get_username()
+        self.owner_root = storage.user_root(owner)
+        self.spec = spec
+        self.name = spec.name
+        self.cwd = cwd
+        self.env = env
+        self.started = _now()
+        self.last_activity = self.started
+        self.execution_state = "starting"
+        self.reason = ""
+        self.process: launcher.KernelProcess | None = None
+        self.info: dict = {}
+        self.key = b""
+        self.session = uuid.uuid4().hex  # the host's own messages (nudges)
+        self.connections: dict[str, Connection] = {}
+        self.routes: dict[str, str] = {}  # header.session -> connection session_id
+        self.replay: dict[str, ReplayBuffer] = {}
+        self.replay_size = 0
+        self.ready = asyncio.Event()
+        self.gone = False
+        self._sockets: dict[str, zmq.asyncio.Socket] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._watcher: asyncio.Task | None = None
+        self._intentional = False  # the current process is being stopped on purpose
+        self._restarts = 0
+        self._launched_at = 0.0
+        self._iopub_seen = asyncio.Event()
+        self._info_reply = asyncio.Event()
+        self._lifecycle = asyncio.Lock()
+        self.dirty = True
+
+    # ---- model
+
+    def model(self) -> dict:
+        model = {
+            "id": self.id,
+            "name": self.name,
+            "last_activity": self.last_activity,
+            "execution_state": self.execution_state,
+            "connections": len(self.connections),
+        }
+        if self.reason:
+            model["reason"] = self.reason
+        return model
+
+    def memory(self) -> int | None:
+        return self.process.memory() if self.process is not None else None
+
+    # ---- process and sockets
+
+    async def launch(self) -> None:
+        """Start the process (again, on the same sockets, after the first time)."""
+        self._iopub_seen.clear()
+        self._info_reply.clear()
+        self.ready.clear()
+        self.process, self.info = await launcher.launch(
+            self.spec,
+            kernel_id=self.id,
+            owner_id=self.owner_id,
+            owner_root=self.owner_root,
+            cwd=self.cwd,
+            env=self.env,
+            info=self.info or None,
+        )
+        self.key = self.info["key"].encode()
+        self._launched_at = time.monotonic()
+        self._intentional = False
+        if not self._sockets:
+            self._connect_sockets()
+        self._watcher = _spawn(self._watch(self.process))
+        self._tasks.append(_spawn(self._nudge()))
+
+    def _connect_sockets(self) -> None:
+        context = self.host.context
+        identity = uuid.uuid4().hex.encode()
+        for channel, kind in (
+            ("shell", zmq.DEALER),
+            ("control", zmq.DEALER),
+            ("stdin", zmq.DEALER),
+            ("iopub", zmq.SUB),
+        ):
+            sock = context.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RCVHWM, RCVHWM)
+            if kind == zmq.DEALER:
+                sock.setsockopt(zmq.IDENTITY, identity)
+            else:
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+            sock.connect(launcher.endpoint(self.info, channel))
+            self._sockets[channel] = sock
+            self._tasks.append(_spawn(self._read(channel, sock)))
+
+    async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
+        handle = self._on_iopub if channel == "iopub" else self._on_reply
+        burst = 0
+        try:
+            while True:
+                frames = await sock.recv_multipart(copy=True)
+                burst += 1
+                if burst >= READ_BURST:
+                    # A receive that is already satisfied does not yield: let the
+                    # other sockets, kernels and clients run.
+                    burst = 0
+                    await asyncio.sleep(0)
+                try:
+                    parts = protocol.from_zmq(self.key, frames)
+                    handle(channel, parts)
+                except protocol.FrameError as exc:
+                    log.warning(
+                        "kernel %s: dropped a bad %s message: %s", self.id, channel, exc
+                    )
+                except Exception:
+                    log.exception(
+                        "kernel %s: failed to handle a %s message", self.id, channel
+                    )
+        except (asyncio.CancelledError, zmq.ZMQError):
+            return
+
+    async def _nudge(self) -> None:
+        """Ask for kernel_info until the kernel answered and iopub delivers.
+
+        The SUB socket only receives once its subscription reached the kernel
+        (ZMQ's slow joiner); a kernel_info_request makes the kernel publish
+        status messages, so the first one seen proves iopub is live.
+        """
+        try:
+            async with asyncio.timeout(settings.KERNEL_INFO_TIMEOUT):
+                while not (self._info_reply.is_set() and self._iopub_seen.is_set()):
+                    if self.process is None or not self.process.alive():
+                        return
+                    message = protocol.new_message(
+                        "kernel_info_request", {}, session=self.session
+                    )
+                    await self.send("shell", protocol.msg_to_parts(message))
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(NUDGE_INTERVAL):
+                            await self._info_reply.wait()
+                            await self._iopub_seen.wait()
+        except TimeoutError:
+            log.warning("kernel %s did not answer kernel_info in time", self.id)
+            self.reason = "The kernel did not answer kernel_info_request in time"
+            return
+        self.ready.set()
+
+    # ---- kernel -> clients
+
+    def _on_iopub(self, channel: str, parts: list[bytes]) -> None:
+        header = protocol.header_fields(parts[0])
+        msg_type = header.get("msg_type", "")
+        self._iopub_seen.set()
+        self._record_activity(msg_type, parts)
+        message = Outgoing("iopub", parts, msg_type)
+        for connection in list(self.connections.values()):
+            connection.deliver(message)
+        if self.replay:
+            for session_id in self.replay:
+                self._journal(session_id, message)
+
+    def _record_activity(self, msg_type: str, parts: list[bytes]) -> None:
+        if msg_type == "status" or not _tracked(msg_type):
+            parent = protocol.header_fields(parts[1]) if len(parts[1]) > 2 else {}
+            parent_type = parent.get("msg_type")
+        else:
+            parent_type = None
+        if (
+            _tracked(msg_type)
+            or _tracked(parent_type)
+            or self.execution_state == "busy"
+        ):
+            self.last_activity = _now()
+            self.dirty = True
+        if msg_type == "status":
+            try:
+                state = json.loads(parts[3])["execution_state"]
+            except (ValueError, KeyError, TypeError):
+                return
+            if _tracked(parent_type):
+                self.execution_state = state
+            elif self.execution_state == "starting" and state != "starting":
+                self.execution_state = "idle"
+            self.dirty = True
+
+    def _on_reply(self, channel: str, parts: list[bytes]) -> None:
+        parent = protocol.header_fields(parts[1]) if len(parts[1]) > 2 else {}
+        client_session = parent.get("session")
+        if client_session == self.session:  # the host's own request
+            if parent.get("msg_type") == "kernel_info_request":
+                self._info_reply.set()
+            return
+        target = self.routes.get(client_session, client_session)
+        msg_type = protocol.header_fields(parts[0]).get("msg_type", "")
+        message = Outgoing(channel, parts, msg_type)
+        connection = self.connections.get(target)
+        if connection is not None:
+            connection.deliver(message)
+        elif target in self.replay:
+            self._journal(target, message)
+
+    def _journal(self, session_id: str, message: Outgoing) -> None:
+        buffer = self.replay[session_id]
+        if self.replay_size + message.size > settings.KERNEL_REPLAY_BYTES:
+            buffer.dropped += 1
+            return
+        buffer.messages.append(message)
+        buffer.size += message.size
+        self.replay_size += message.size
+
+    def broadcast_status(self, state: str) -> None:
+        """Send a server-made iopub status to every client, as jupyter_server does."""
+        for connection in list(self.connections.values()):
+            message = protocol.new_message(
+                "status", {"execution_state": state}, session=connection.session_id
+            )
+            message["parent_header"] = {}
+            connection.deliver(
+                Outgoing("iopub", protocol.msg_to_parts(message), "status")
+            )
+
+    # ---- clients -> kernel
+
+    async def send(self, channel: str, parts: list[bytes]) -> None:
+        """Sign ``parts`` and send them to the kernel on ``channel``."""
+        sock = self._sockets.get(channel)
+        if sock is None:
+            return
+        await sock.send_multipart(protocol.to_zmq(self.key, parts), copy=False)
+
+    def attach(self, connection: Connection) -> None:
+        """Register a client; replay what its session missed, then go live.
+
+        Synchronous: nothing the kernel sends can fall between the replay and
+        the live messages, or be sent twice.
+        """
+        stale = self.connections.pop(connection.session_id, None)
+        if stale is not None:
+            log.info(
+                "kernel %s: replacing stale connection %s",
+                self.id,
+                connection.session_id,
+            )
+            stale.replaced()
+        buffer = self.replay.pop(connection.session_id, None)
+        if buffer is not None:
+            self.replay_size -= buffer.size
+            for message in buffer.messages:
+                connection.deliver(message)
+            if buffer.dropped:
+                notice = protocol.new_message(
+                    "stream",
+                    {
+                        "name": "stderr",
+                        "text": (
+                            f"[jserver] {buffer.dropped} output messages of this "
+                            "kernel were dropped while this client was disconnected "
+                            "(the replay buffer is full).\n"
+                        ),
+                    },
+                    session=connection.session_id,
+                )
+                connection.deliver(
+                    Outgoing("iopub", protocol.msg_to_parts(notice), "stream")
+                )
+        self.connections[connection.session_id] = connection
+        self.routes.setdefault(connection.session_id, connection.session_id)
+        self.dirty = True
+
+    def route(self, client_session: str, connection: Connection) -> None:
+        """Remember that replies to ``client_session`` go to ``connection``."""
+        if self.routes.get(client_session) != connection.session_id:
+            if len(self.routes) > 4096:
+                self.routes.clear()
+            self.routes[client_session] = connection.session_id
+
+    def detach(self, connection: Connection) -> None:
+        """Unregister a client; keep what it misses until it comes back."""
+        if self.connections.get(connection.session_id) is not connection:
+            return
+        del self.connections[connection.session_id]
+        self.dirty = True
+        if self.gone:
+            return
+        if len(self.replay) >= MAX_REPLAY_SESSIONS:
+            oldest = min(self.replay, key=lambda key: self.replay[key].created)
+            self.replay_size -= self.replay.pop(oldest).size
+        self.replay[connection.session_id] = ReplayBuffer()
+
+    def expire_replay(self, now: float) -> None:
+        for session_id, buffer in list(self.replay.items()):
+            if now - buffer.created > settings.KERNEL_REPLAY_SECONDS:
+                self.replay_size -= self.replay.pop(session_id).size
+
+    # ---- lifecycle
+
+    async def interrupt(self) -> None:
+        if self.spec.interrupt_mode == "message":
+            message = protocol.new_message(
+                "interrupt_request", {}, session=self.session
+            )
+            await self.send("control", protocol.msg_to_parts(message))
+        elif self.process is not None:
+            self.process.interrupt()
+
+    async def _stop_process(self, *, restart: bool) -> None:
+        """Ask the kernel to shut down, then kill it if it does not exit."""
+        process = self.process
+        if process is None:
+            return
+        self._intentional = True
+        if process.alive():
+            message = protocol.new_message(
+                "shutdown_request", {"restart": restart}, session=self.session
+            )
+            with contextlib.suppress(zmq.ZMQError):
+                await self.send("control", protocol.msg_to_parts(message))
+            try:
+                async with asyncio.timeout(settings.KERNEL_SHUTDOWN_WAIT):
+                    await asyncio.shield(process.process.wait())
+            except TimeoutError:
+                log.warning("kernel %s did not shut down in time: killing it", self.id)
+        await process.kill()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def restart(self) -> None:
+        """Restart on the same sockets; return once the new kernel answered."""
+        async with self._lifecycle:
+            if self.gone:
+                raise NotFound(f"Kernel does not exist: {self.id}")
+            await self._stop_process(restart=True)
+            self.execution_state = "starting"
+            self.dirty = True
+            await self.launch()
+        await self.wait_ready()
+        self._restarts = 0
+
+    async def wait_ready(self) -> None:
+        try:
+            async with asyncio.timeout(settings.KERNEL_INFO_TIMEOUT):
+                while not self.ready.is_set():
+                    if self.gone or self.process is None or not self.process.alive():
+                        raise JupyterError(f"Kernel {self.id} died while starting")
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.25):
+                            await self.ready.wait()
+        except TimeoutError:
+            raise JupyterError(
+                f"Timeout waiting for kernel {self.id} to start"
+            ) from None
+
+    async def _watch(self, process: launcher.KernelProcess) -> None:
+        """Restart the kernel when it dies by itself (bounded), else declare it dead."""
+        code = await process.process.wait()
+        if self._intentional or self.gone:
+            return
+        async with self._lifecycle:
+            if self._intentional or self.gone or self.process is not process:
+                return
+            await process.wait()
+            log.warning("kernel %s died (exit code %s)", self.id, code)
+            if time.monotonic() - self._launched_at > settings.KERNEL_STABLE_SECONDS:
+                self._restarts = 0
+            self._restarts += 1
+            if self._restarts > settings.KERNEL_RESTART_LIMIT:
+                await self._declare_dead("The kernel died and restarting it failed")
+                return
+            self.execution_state = "restarting"
+            self.dirty = True
+            self.broadcast_status("restarting")
+            try:
+                await self.launch()
+            except Exception as exc:
+                log.exception("kernel %s could not be restarted", self.id)
+                await self._declare_dead(f"The kernel could not be restarted: {exc}")
+
+    async def _declare_dead(self, reason: str) -> None:
+        self.execution_state = "dead"
+        self.reason = reason
+        self.broadcast_status("dead")
+        await self.host.remove(self, action="kernel.died")
+
+    async def close(self) -> None:
+        """Stop the process, the sockets and the tasks; tell the clients."""
+        self.gone = True
+        await self._stop_process(restart=False)
+        for task in self._tasks:
+            task.cancel()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._sockets.clear()
+        for connection in list(self.connections.values()):
+            connection.kernel_gone()
+        self.connections.clear()
+        self.replay.clear()
+        if self.process is not None:
+            await asyncio.to_thread(
+                launcher.remove_runtime_dir, self.process.runtime_dir
+            )
+
+
+class KernelHost:
+    """Every kernel this process runs, on one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.context = zmq.asyncio.Context()
+        self.kernels: dict[str, LiveKernel] = {}
+        self._starting: dict[int, int] = collections.Counter()
+        self._housekeeper: asyncio.Task | None = None
+        self._last_cull = time.monotonic()
+        self.closed = False
+
+    # ---- lookups (scoped to an owner: another user's kernel does not exist)
+
+    def get(self, owner: User, kernel_id: str) -> LiveKernel:
+        kernel = self.kernels.get(str(kernel_id))
+        if kernel is None or kernel.owner_id != owner.pk or kernel.gone:
+            raise NotFound(f"Kernel does not exist: {kernel_id}")
+        return kernel
+
+    def owned(self, owner: User) -> list[LiveKernel]:
+        return [
+            kernel
+            for kernel in self.kernels.values()
+            if kernel.owner_id == owner.pk and not kernel.gone
+        ]
+
+    # ---- lifecycle
+
+    async def start(
+        self,
+        owner: User,
+        *,
+        name: str | None = None,
+        path: str | None = None,
+        kernel_id: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> LiveKernel:
+        """Start a kernel for ``owner``; an existing ``kernel_id`` of theirs is returned."""
+        self._ensure_housekeeping()
+        if kernel_id is not None:
+            try:
+                kernel_id = str(uuid.UUID(str(kernel_id)))
+            except ValueError:
+                raise BadRequest(f"Invalid kernel id: {kernel_id}") from None
+            existing = self.kernels.get(kernel_id)
+            if existing is not None and not existing.gone:
+                if existing.owner_id != owner.pk:
+                    raise BadRequest(f"Kernel id already in use: {kernel_id}")
+                return existing
+            if await Kernel.objects.filter(pk=kernel_id).aexists():
+                raise BadRequest(f"Kernel id already in use: {kernel_id}")
+        else:
+            kernel_id = str(uuid.uuid4())
+        spec_name = name or await asyncio.to_thread(specs.default_name)
+        try:
+            spec = await asyncio.to_thread(specs.get_spec, spec_name)
+        except specs.NoSuchKernel:
+            raise NoSuchKernelSpec(spec_name) from None
+        running = len(self.owned(owner)) + self._starting[owner.pk]
+        if running >= settings.KERNELS_PER_USER:
+            raise TooManyRequests(
+                f"Kernel limit reached: at most {settings.KERNELS_PER_USER} "
+                "running kernels per user. Shut one down to start another."
+            )
+        self._starting[owner.pk] += 1
+        try:
+            cwd = await asyncio.to_thread(storage.kernel_cwd, owner, path)
+            kernel = LiveKernel(
+                self,
+                kernel_id=kernel_id,
+                owner=owner,
+                spec=spec,
+                cwd=cwd,
+                env=env or {},
+            )
+            await kernel.launch()
+        finally:
+            self._starting[owner.pk] -= 1
+        self.kernels[kernel_id] = kernel
+        try:
+            await Kernel.objects.acreate(
+                id=kernel_id,
+                owner_id=owner.pk,
+                name=spec.name,
+                execution_state=kernel.execution_state,
+                started=kernel.started,
+                last_activity=kernel.last_activity,
+                host=HOST_ID,
+                pid=kernel.process.pid,
+                cwd=str(cwd),
+                sandboxed=kernel.process.sandboxed,
+                connection_info=kernel.info,
+            )
+        except BaseException:
+            await self.remove(kernel, action=None)
+            raise
+        await audit.arecord(
+            "kernel.start", actor=owner, target=kernel_id, kernel_name=spec.name
+        )
+        return kernel
+
+    async def shutdown(self, kernel: LiveKernel, *, actor: User | None = None) -> None:
+        await self.remove(kernel, action="kernel.shutdown", actor=actor)
+
+    async def remove(
+        self, kernel: LiveKernel, *, action: str | None, actor: User | None = None
+    ) -> None:
+        """Stop ``kernel`` and forget it (its row and sessions go with it)."""
+        if self.kernels.get(kernel.id) is not kernel:
+            return
+        del self.kernels[kernel.id]
+        await kernel.close()
+        await Kernel.objects.filter(pk=kernel.id).adelete()
+        if action is not None:
+            await audit.arecord(
+                action,
+                actor=actor,
+                actor_name="" if actor else "jserver",
+                target=kernel.id,
+                owner=kernel.owner_name,
+                reason=kernel.reason,
+            )
+
+    async def shutdown_all(self) -> None:
+        """Shut every kernel down (the server is stopping)."""
+        self.closed = True
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+        kernels = list(self.kernels.values())
+        await asyncio.gather(
+            *(self.remove(kernel, action=None) for kernel in kernels),
+            return_exceptions=True,
+        )
+        self.context.term()
+
+    def kill_all_now(self) -> None:
+        """Last resort at interpreter exit: SIGKILL every kernel's process group."""
+        for kernel in self.kernels.values():
+            process = kernel.process
+            if process is not None and process.alive():
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, 9)
+
+    # ---- housekeeping: state to the database, culling, replay expiry
+
+    def _ensure_housekeeping(self) -> None:
+        if self._housekeeper is None or self._housekeeper.done():
+            self._housekeeper = _spawn(self._housekeeping())
+
+    async def _housekeeping(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(min(FLUSH_SECONDS, max(settings.CULL_INTERVAL, 0.1)))
+            try:
+                await self._flush()
+                now = time.monotonic()
+                for kernel in list(self.kernels.values()):
+                    kernel.expire_replay(now)
+                if (
+                    settings.CULL_IDLE_TIMEOUT > 0
+                    and now - self._last_cull >= settings.CULL_INTERVAL
+                ):
+                    self._last_cull = now
+                    await self.cull()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("kernel housekeeping failed")
+
+    async def _flush(self) -> None:
+        dirty = [kernel for kernel in self.kernels.values() if kernel.dirty]
+        if not dirty:
+            return
+        rows = []
+        for kernel in dirty:
+            kernel.dirty = False
+            rows.append(
+                Kernel(
+                    id=kernel.id,
+                    execution_state=kernel.execution_state,
+                    last_activity=kernel.last_activity,
+                    connections=len(kernel.connections),
+                    reason=kernel.reason,
+                    pid=kernel.process.pid if kernel.process else None,
+                )
+            )
+        await sync_to_async(_bulk_update)(rows)
+
+    async def cull(self) -> None:
+        """Shut down idle kernels, with jupyter_server's rules."""
+        now = _now()
+        for kernel in list(self.kernels.values()):
+            if kernel.gone:
+                continue
+            idle = (now - kernel.last_activity).total_seconds()
+            timeout = kernel.spec.metadata.get(
+                "cull_idle_timeout", settings.CULL_IDLE_TIMEOUT
+            )
+            dead = kernel.execution_state == "dead"
+            connected = bool(kernel.connections)
+            busy = kernel.execution_state == "busy"
+            if dead or (
+                idle > timeout
+                and (settings.CULL_CONNECTED or not connected)
+                and (settings.CULL_BUSY or not busy)
+            ):
+                log.info(
+                    "culling kernel %s (%s, idle %.0f s, %d connections)",
+                    kernel.id,
+                    kernel.execution_state,
+                    idle,
+                    len(kernel.connections),
+                )
+                await self.remove(kernel, action="kernel.culled")
+
+
+def _bulk_update(rows: list[Kernel]) -> None:
+    close_old_connections()
+    Kernel.objects.bulk_update(
+        rows, ["execution_state", "last_activity", "connections", "reason", "pid"]
+    )
+
+
+class NoSuchKernelSpec(NotImplementedByServer):
+    """jupyter_server's 501 for a kernel name it does not have."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"The '{name}' kernel is not available. Please pick another "
+            "suitable kernel instead, or install that kernel.",
+            short_message=f"{name} not found",
+        )
+
+
+# ---- one host per event loop
+
+_hosts: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, KernelHost]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def host() -> KernelHost:
+    """Return the kernel host of the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    current = _hosts.get(loop)
+    if current is None or current.closed:
+        current = _hosts[loop] = KernelHost(loop)
+    return current
+
+
+def hosts() -> list[KernelHost]:
+    return [h for h in _hosts.values() if not h.closed]
+
+
+def run_on_host(coroutine_factory: Callable, timeout: float) -> object:
+    """Run ``coroutine_factory(host)`` on the host's loop from a worker thread.
+
+    For sync callers (admin actions, management commands) in a process whose
+    kernels live on another thread's loop.
+    """
+    running = hosts()
+    if not running:
+        raise NotFound("No kernel is running in this server process")
+    target = running[0]
+    future = asyncio.run_coroutine_threadsafe(coroutine_factory(target), target.loop)
+    return future.result(timeout)
 
 
 async def status_counts(*, owner: User) -> tuple[int, int]:
     """Return ``(running kernels, open kernel WebSockets)`` of ``owner``."""
-    return 0, 0
+    kernels = host().owned(owner)
+    return len(kernels), sum(len(kernel.connections) for kernel in kernels)

@@ -1,0 +1,194 @@
+"""``/api/kernels/<id>/channels``: a browser's WebSocket to one of its kernels.
+
+The consumer authenticates (``scope["user"]``, from the WebSocket auth
+middleware), finds the kernel among its owner's (another user's kernel is
+refused like a missing one), waits until the kernel answers, picks the framing
+as jupyter_server does (the ``v1.kernel.websocket.jupyter.org`` subprotocol
+when offered, else the legacy JSON protocol), and then only moves frames:
+client frames are parsed by ``kernels/protocol.py`` and handed to the kernel
+host, kernel messages arrive through ``deliver`` into this connection's own
+queue, which one task writes to the socket. A malformed frame closes this
+socket and no other.
+"""
+
+import asyncio
+import collections
+import json
+import logging
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from jserver import activity
+from jserver.errors import JupyterError, NotFound
+from kernels import manager, protocol
+
+log = logging.getLogger(__name__)
+
+# WebSocket close code for a frame the server cannot accept (RFC 6455 1007).
+CLOSE_BAD_FRAME = 1007
+
+
+class KernelChannelsConsumer(AsyncWebsocketConsumer):
+    """One client connection to one kernel."""
+
+    kernel: manager.LiveKernel | None = None
+    session_id = ""
+    v1 = False
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close()  # before accept(): the handshake answers 403
+            return
+        kernel_id = self.scope["url_route"]["kwargs"]["kernel_id"]
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.session_id = (query.get("session_id") or [""])[0]
+        if not self.session_id:
+            log.warning("kernel WebSocket without session_id: making one up")
+            self.session_id = f"anonymous-{id(self):x}"
+        try:
+            kernel = manager.host().get(user, kernel_id)
+            await kernel.wait_ready()
+        except (NotFound, JupyterError) as exc:
+            log.warning("refused kernel WebSocket: %s", exc.message)
+            await self.close()
+            return
+        self.v1 = protocol.V1_SUBPROTOCOL in self.scope.get("subprotocols", ())
+        self.queue: collections.deque[manager.Outgoing] = collections.deque()
+        self.wake = asyncio.Event()
+        self.closing = False
+        await self.accept(subprotocol=protocol.V1_SUBPROTOCOL if self.v1 else None)
+        self.kernel = kernel
+        self.user = user
+        self.sender = asyncio.create_task(self._send_loop())
+        kernel.attach(self)
+        activity.touch(user)
+
+    # ---- kernel -> client
+
+    def deliver(self, message: manager.Outgoing) -> None:
+        queue = self.queue
+        if (
+            len(queue) >= settings.KERNEL_WS_BACKLOG
+            and message.msg_type == "stream"
+            and queue[-1].msg_type == "stream"
+        ):
+            merged = _merge_streams(queue[-1], message)
+            if merged is not None:
+                queue[-1] = merged
+                return
+        queue.append(message)
+        self.wake.set()
+
+    async def _send_loop(self) -> None:
+        queue, v1 = self.queue, self.v1
+        try:
+            while True:
+                while not queue:
+                    self.wake.clear()
+                    await self.wake.wait()
+                message = queue.popleft()
+                data = message.v1() if v1 else message.legacy()
+                if isinstance(data, bytes):
+                    await self.send(bytes_data=data)
+                else:
+                    await self.send(text_data=data)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("kernel WebSocket %s: sending failed", self.session_id)
+            await self._close_soon()
+
+    def replaced(self) -> None:
+        self.kernel = None
+        asyncio.ensure_future(self._close_soon())
+
+    def kernel_gone(self) -> None:
+        self.kernel = None
+        asyncio.ensure_future(self._close_soon(flush=True))
+
+    async def _close_soon(self, *, flush: bool = False) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if flush:  # let the last messages (status: dead) go out first
+            for _ in range(100):
+                if not self.queue:
+                    break
+                await asyncio.sleep(0.01)
+        await self.close()
+
+    # ---- client -> kernel
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        kernel = self.kernel
+        if kernel is None:
+            return
+        try:
+            if self.v1:
+                if bytes_data is None:
+                    raise protocol.FrameError("text frame on the v1 protocol")
+                channel, parts = protocol.parse_v1(bytes_data)
+                header = protocol.header_fields(parts[0])
+            else:
+                data = text_data if text_data is not None else bytes_data
+                channel, msg = protocol.parse_legacy(data)
+                header = msg["header"]
+                parts = protocol.msg_to_parts(msg)
+            if not isinstance(header, dict):
+                raise protocol.FrameError("the header is not a JSON object")
+        except protocol.FrameError as exc:
+            log.warning("kernel WebSocket %s: bad frame: %s", self.session_id, exc)
+            self.kernel = None
+            await self.close(code=CLOSE_BAD_FRAME)
+            return
+        if channel == "iopub":
+            return  # nothing to send a subscriber
+        msg_type = header.get("msg_type")
+        allowed = settings.KERNEL_ALLOWED_MESSAGE_TYPES
+        if allowed and msg_type not in allowed:
+            log.warning("kernel WebSocket: message type %r is not allowed", msg_type)
+            return
+        client_session = header.get("session")
+        if isinstance(client_session, str) and client_session:
+            kernel.route(client_session, self)
+        await kernel.send(channel, parts)
+
+    async def disconnect(self, code: int) -> None:
+        sender = getattr(self, "sender", None)
+        if sender is not None:
+            sender.cancel()
+        kernel, self.kernel = self.kernel, None
+        if kernel is not None:
+            kernel.detach(self)
+        elif self.session_id and hasattr(self, "queue"):
+            # Replaced or kernel gone: the kernel no longer counts this one.
+            pass
+
+
+def _merge_streams(
+    first: manager.Outgoing, second: manager.Outgoing
+) -> manager.Outgoing | None:
+    """Return one stream message with both texts, or None if they differ in kind."""
+    if first.channel != "iopub" or second.channel != "iopub":
+        return None
+    try:
+        parent_a, parent_b = json.loads(first.parts[1]), json.loads(second.parts[1])
+        content_a, content_b = json.loads(first.parts[3]), json.loads(second.parts[3])
+    except ValueError:
+        return None
+    if (
+        parent_a.get("msg_id") != parent_b.get("msg_id")
+        or content_a.get("name") != content_b.get("name")
+        or len(first.parts) > 4
+        or len(second.parts) > 4
+    ):
+        return None
+    content_a["text"] = content_a.get("text", "") + content_b.get("text", "")
+    parts = list(first.parts)
+    parts[3] = json.dumps(content_a).encode()
+    return manager.Outgoing("iopub", parts, "stream")
