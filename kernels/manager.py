@@ -626,7 +626,7 @@ class KernelHost:
         kernel_id: str | None = None,
         env: dict[str, str] | None = None,
     ) -> LiveKernel:
-        """Start a kernel for ``owner``; an existing ``kernel_id`` of theirs is returned."""
+        """Start a kernel for ``owner`` (their running ``kernel_id``: that one)."""
         self._ensure_housekeeping()
         if kernel_id is not None:
             try:

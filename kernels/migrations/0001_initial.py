@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,47 +17,108 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Kernel',
+            name="Kernel",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=255, verbose_name='kernelspec')),
-                ('execution_state', models.CharField(choices=[('starting', 'starting'), ('idle', 'idle'), ('busy', 'busy'), ('restarting', 'restarting'), ('dead', 'dead'), ('unknown', 'unknown')], default='starting', max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('started', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_activity', models.DateTimeField(default=django.utils.timezone.now)),
-                ('connections', models.PositiveIntegerField(default=0)),
-                ('host', models.CharField(max_length=255)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('cwd', models.TextField(blank=True)),
-                ('sandboxed', models.BooleanField(default=False)),
-                ('connection_info', models.JSONField(blank=True, default=dict, editable=False)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='kernels', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("name", models.CharField(max_length=255, verbose_name="kernelspec")),
+                (
+                    "execution_state",
+                    models.CharField(
+                        choices=[
+                            ("starting", "starting"),
+                            ("idle", "idle"),
+                            ("busy", "busy"),
+                            ("restarting", "restarting"),
+                            ("dead", "dead"),
+                            ("unknown", "unknown"),
+                        ],
+                        default="starting",
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("started", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "last_activity",
+                    models.DateTimeField(default=django.utils.timezone.now),
+                ),
+                ("connections", models.PositiveIntegerField(default=0)),
+                ("host", models.CharField(max_length=255)),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                ("cwd", models.TextField(blank=True)),
+                ("sandboxed", models.BooleanField(default=False)),
+                (
+                    "connection_info",
+                    models.JSONField(blank=True, default=dict, editable=False),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="kernels",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started'],
+                "ordering": ["-started"],
             },
         ),
         migrations.CreateModel(
-            name='Session',
+            name="Session",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('path', models.TextField()),
-                ('name', models.TextField(blank=True, null=True)),
-                ('type', models.CharField(blank=True, max_length=64)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('kernel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sessions', to='kernels.kernel')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("path", models.TextField()),
+                ("name", models.TextField(blank=True, null=True)),
+                ("type", models.CharField(blank=True, max_length=64)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "kernel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sessions",
+                        to="kernels.kernel",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created'],
+                "ordering": ["created"],
             },
         ),
         migrations.AddIndex(
-            model_name='kernel',
-            index=models.Index(fields=['owner', 'started'], name='kernels_ker_owner_i_e0ba9d_idx'),
+            model_name="kernel",
+            index=models.Index(
+                fields=["owner", "started"], name="kernels_ker_owner_i_e0ba9d_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='session',
-            index=models.Index(fields=['owner', 'path'], name='kernels_ses_owner_i_11b15e_idx'),
+            model_name="session",
+            index=models.Index(
+                fields=["owner", "path"], name="kernels_ses_owner_i_11b15e_idx"
+            ),
         ),
     ]
