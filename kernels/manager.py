@@ -860,3 +860,63 @@ async def status_counts(*, owner: User) -> tuple[int, int]:
     """Return ``(running kernels, open kernel WebSockets)`` of ``owner``."""
     kernels = host().owned(owner)
     return len(kernels), sum(len(kernel.connections) for kernel in kernels)
+
+
+# ---- the server process's start and stop
+
+
+async def shutdown_all_hosts() -> None:
+    """Shut down every kernel of this process (the server is stopping)."""
+    await asyncio.gather(
+        *(running.shutdown_all() for running in hosts()), return_exceptions=True
+    )
+
+
+def kill_all_now() -> None:
+    """At interpreter exit: kill whatever kernel a clean shutdown left running."""
+    for running in list(_hosts.values()):
+        running.kill_all_now()
+
+
+def reap_orphans() -> int:
+    """Forget kernels that a previous, dead server process on this machine ran.
+
+    Their processes are killed (if one still runs with its runtime directory in
+    its command line, so a reused pid is never hit), their rows and sessions
+    deleted, their runtime directories removed. Returns how many were found.
+    Blocking: run it before serving.
+    """
+    hostname = socket.gethostname()
+    found = 0
+    for row in Kernel.objects.filter(host__startswith=f"{hostname}:"):
+        owner_pid = int(row.host.rsplit(":", 1)[1])
+        if owner_pid != os.getpid() and _pid_alive(owner_pid):
+            continue
+        found += 1
+        prefix = str(row.connection_info.get("ip", ""))
+        if row.pid and prefix and _cmdline_mentions(row.pid, Path(prefix).parent):
+            with contextlib.suppress(OSError):
+                os.killpg(row.pid, 9)
+        if prefix:
+            launcher.remove_runtime_dir(Path(prefix).parent)
+        log.warning("forgot kernel %s of a server process that is gone", row.pk)
+        row.delete()
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline_mentions(pid: int, path: Path) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return str(path).encode() in handle.read()
+    except OSError:
+        return False

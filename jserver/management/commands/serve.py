@@ -100,6 +100,35 @@ class Command(BaseCommand):
             proxy_forwarded_proto_header="X-Forwarded-Proto" if proxy else None,
             server_name="jserver",
         )
+        _stop_kernels_with(server)
         self.stdout.write(f"jserver serving on {where}", ending="\n")
         self.stdout.flush()
         server.run()
+
+
+def _stop_kernels_with(server) -> None:
+    """Shut every kernel down when the server stops; kill leftovers at exit.
+
+    daphne has no lifespan event: the reactor's shutdown trigger runs while the
+    event loop still turns, and waits for the kernels' graceful shutdown.
+    """
+    import asyncio
+    import atexit
+
+    from twisted.internet import defer, reactor
+
+    from kernels import manager
+
+    orphans = manager.reap_orphans()
+    if orphans:
+        access_log.warning(
+            "cleaned up %d kernels of a previous server process", orphans
+        )
+
+    def shutdown():
+        return defer.Deferred.fromFuture(
+            asyncio.ensure_future(manager.shutdown_all_hosts())
+        )
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+    atexit.register(manager.kill_all_now)
