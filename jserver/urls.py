@@ -13,6 +13,7 @@ routes = [
     path("", include("accounts.urls")),
     path("", include("frontend.urls")),
     path("", include("contents.urls")),
+    path("", include("kernels.urls")),
     # The admin's own login, logout and password pages are the site's (throttled,
     # audited) ones.
     path("admin/login/", admin_login),
