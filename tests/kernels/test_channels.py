@@ -1,0 +1,385 @@
+"""The kernel WebSocket through a live daphne, with real ipykernels, both framings."""
+
+import asyncio
+import os
+import signal
+import struct
+
+import pytest
+import websockets
+
+from kernels import protocol
+from tests.kernels.conftest import KernelSocket, kernel_processes
+
+pytestmark = [pytest.mark.kernel, pytest.mark.e2e, pytest.mark.timeout(180)]
+
+FRAMINGS = [pytest.param(True, id="v1"), pytest.param(False, id="legacy")]
+
+
+@pytest.mark.parametrize("v1", FRAMINGS)
+async def test_execute_result_stream_and_error(api_for, v1):
+    api = await api_for("chan-basic")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"], v1=v1)
+    try:
+        run = await sock.execute("1+1")
+        assert run.status == "ok" and run.result() == "2"
+        run = await sock.execute(
+            "print('hello'); import sys; print('oops', file=sys.stderr)"
+        )
+        assert run.stream("stdout") == "hello\n"
+        assert run.stream("stderr") == "oops\n"
+        run = await sock.execute("1/0")
+        assert run.status == "error"
+        assert run.reply["content"]["ename"] == "ZeroDivisionError"
+        errors = [m for m in run.outputs if m["msg_type"] == "error"]
+        assert errors and errors[0]["content"]["ename"] == "ZeroDivisionError"
+        # kernel_info as a client asks for it after connecting.
+        msg_id = await sock.send("shell", "kernel_info_request", {})
+        _, reply = await sock.wait_for(
+            lambda ch, m: ch == "shell" and m["parent_header"].get("msg_id") == msg_id
+        )
+        assert reply["msg_type"] == "kernel_info_reply"
+        assert reply["content"]["language_info"]["name"] == "python"
+    finally:
+        await sock.close()
+
+
+@pytest.mark.parametrize("v1", FRAMINGS)
+async def test_stdin_input_request_and_reply(api_for, v1):
+    api = await api_for("chan-stdin")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"], v1=v1)
+    try:
+        msg_id = await sock.send(
+            "shell",
+            "execute_request",
+            {
+                "code": "x = input('name? '); print('hi', x)",
+                "allow_stdin": True,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+            },
+        )
+        channel, request = await sock.wait_for(lambda ch, m: ch == "stdin")
+        assert request["msg_type"] == "input_request"
+        assert request["content"]["prompt"] == "name? "
+        await sock.send("stdin", "input_reply", {"value": "Ada"})
+        run = await sock.collect(msg_id)
+        assert run.stream() == "hi Ada\n"
+    finally:
+        await sock.close()
+
+
+@pytest.mark.parametrize("v1", FRAMINGS)
+async def test_comm_messages_carry_binary_buffers(api_for, v1):
+    api = await api_for("chan-comm")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"], v1=v1)
+    try:
+        # A kernel-side comm that echoes what it receives, buffers included.
+        setup = (
+            "from ipykernel.comm import Comm\n"
+            "comm = Comm(target_name='echo', data={'hello': 1},\n"
+            "            buffers=[b'\\x00\\x01ab'])\n"
+            "@comm.on_msg\n"
+            "def _echo(msg):\n"
+            "    comm.send({'got': msg['content']['data']}, buffers=msg['buffers'])\n"
+        )
+        run = await sock.execute(setup)
+        assert run.status == "ok", run.reply
+        opened = [m for m in run.outputs if m["msg_type"] == "comm_open"]
+        assert opened and bytes(opened[0]["buffers"][0]) == b"\x00\x01ab"
+        comm_id = opened[0]["content"]["comm_id"]
+        payload = bytes(range(256)) * 4
+        await sock.send(
+            "shell",
+            "comm_msg",
+            {"comm_id": comm_id, "data": {"n": 7}},
+            buffers=[payload],
+        )
+        _, echoed = await sock.wait_for(
+            lambda ch, m: m["msg_type"] == "comm_msg"
+            and m["content"]["data"].get("got")
+        )
+        assert echoed["content"]["data"]["got"] == {"n": 7}
+        assert bytes(echoed["buffers"][0]) == payload
+    finally:
+        await sock.close()
+
+
+async def test_interrupt_stops_a_long_sleep(api_for):
+    api = await api_for("chan-interrupt")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"])
+    try:
+        msg_id = await sock.send(
+            "shell",
+            "execute_request",
+            {
+                "code": "import time; time.sleep(60)",
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+            },
+        )
+        await sock.wait_for(lambda ch, m: m["msg_type"] == "execute_input")
+        _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
+        assert model["execution_state"] == "busy"
+        status, _, body = await api.call(
+            "POST", f"api/kernels/{kernel['id']}/interrupt"
+        )
+        assert status == 204 and body is None
+        run = await sock.collect(msg_id, timeout=20)
+        assert run.status == "error"
+        assert run.reply["content"]["ename"] == "KeyboardInterrupt"
+        assert (await sock.execute("'still here'")).result() == "'still here'"
+    finally:
+        await sock.close()
+
+
+async def test_rest_restart_keeps_the_socket_usable(api_for):
+    api = await api_for("chan-restart")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"])
+    try:
+        await sock.execute("x = 41")
+        status, _, model = await api.call("POST", f"api/kernels/{kernel['id']}/restart")
+        assert status == 200
+        assert model["id"] == kernel["id"] and model["execution_state"] in (
+            "idle",
+            "starting",
+        )
+        run = await sock.execute("x = globals().get('x', 'gone'); x")
+        assert run.result() == "'gone'"  # a new kernel process
+        assert (await sock.execute("1+2")).result() == "3"
+    finally:
+        await sock.close()
+
+
+async def test_killed_kernel_is_restarted_and_clients_see_restarting(api_for):
+    api = await api_for("chan-killed")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"])
+    try:
+        run = await sock.execute("import os; os.getpid()")
+        pid = int(run.result())
+        # The kernel's own pid as the server sees it: kill the process inside
+        # whatever sandbox it runs in.
+        candidates = [p for p in kernel_processes() if _is_python_kernel(p)]
+        host_pid = next(p for p in candidates if _ns_pid(p) == pid)
+        os.kill(host_pid, signal.SIGKILL)
+        _, status = await sock.wait_for(
+            lambda ch, m: m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "restarting",
+            timeout=30,
+        )
+        assert status["parent_header"] == {}
+        assert status["header"]["session"] == sock.session_id
+        for _ in range(100):
+            _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
+            if model["execution_state"] == "idle":
+                break
+            await asyncio.sleep(0.2)
+        run = await sock.execute("'back'", timeout=60)
+        assert run.result() == "'back'"
+    finally:
+        await sock.close()
+
+
+def _is_python_kernel(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return b"ipykernel_launcher" in argv and not argv[0].endswith(b"bwrap")
+
+
+def _ns_pid(pid: int) -> int:
+    """Return ``pid`` as its own PID namespace sees it (the innermost NSpid)."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    return pid
+
+
+async def test_reconnect_with_the_same_session_replays_what_was_missed(api_for):
+    api = await api_for("chan-replay")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"])
+    session_id = sock.session_id
+    msg_id = await sock.send(
+        "shell",
+        "execute_request",
+        {
+            "code": "import time\nfor i in range(20):\n    print(i, flush=True)\n"
+            "    time.sleep(0.05)\n",
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
+    )
+    await sock.wait_for(lambda ch, m: m["msg_type"] == "stream")
+    seen_before = "0\n"
+    await sock.close()
+    await asyncio.sleep(1.5)  # the loop finishes while nobody is connected
+    again = await KernelSocket.open(api, kernel["id"], session_id=session_id)
+    try:
+        run = await again.collect(msg_id, timeout=20)
+        text = seen_before + run.stream()
+        # Every line exactly once, in order (the first one arrived live).
+        assert "".join(f"{i}\n" for i in range(20)).startswith(text[: len(text)])
+        assert run.stream().endswith("19\n")
+        numbers = [int(n) for n in text.split()]
+        assert numbers == sorted(set(numbers))
+        assert numbers[-1] == 19 and run.status == "ok"
+    finally:
+        await again.close()
+
+
+async def test_new_session_does_not_get_another_sessions_replay(api_for):
+    api = await api_for("chan-replay-other")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"])
+    await sock.execute("1")
+    await sock.close()
+    await asyncio.sleep(0.3)
+    other = await KernelSocket.open(api, kernel["id"])
+    try:
+        run = await other.execute("'fresh'")
+        assert run.result() == "'fresh'"
+        assert not [m for _, m in run.other if m["msg_type"] == "execute_result"]
+    finally:
+        await other.close()
+
+
+async def test_replies_reach_only_the_connection_that_asked(api_for):
+    api = await api_for("chan-two-tabs")
+    kernel = await api.start()
+    first = await KernelSocket.open(api, kernel["id"])
+    second = await KernelSocket.open(api, kernel["id"])
+    try:
+        _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
+        assert model["connections"] == 2
+        run = await first.execute("'mine'")
+        assert run.result() == "'mine'"
+        # The second tab sees the iopub traffic, never the shell reply.
+        seen = []
+        while True:
+            try:
+                seen.append(await second.recv(timeout=1))
+            except TimeoutError:
+                break
+        assert any(
+            ch == "iopub" and m["msg_type"] == "execute_result" for ch, m in seen
+        )
+        assert not [m for ch, m in seen if ch == "shell"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_same_session_id_replaces_the_stale_connection(api_for):
+    api = await api_for("chan-stale")
+    kernel = await api.start()
+    old = await KernelSocket.open(api, kernel["id"])
+    new = await KernelSocket.open(api, kernel["id"], session_id=old.session_id)
+    try:
+        await assert_closed(old)
+        await old.close()
+        assert (await new.execute("2*3")).result() == "6"
+        _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
+        assert model["connections"] == 1
+    finally:
+        await new.close()
+
+
+async def assert_closed(sock: KernelSocket, timeout: float = 10) -> None:
+    """Read until the server closes ``sock``; fail if it stays open."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    with pytest.raises(websockets.ConnectionClosed):
+        while loop.time() < deadline:
+            await sock.recv(timeout=max(deadline - loop.time(), 0.01))
+        raise AssertionError("the socket stayed open")
+
+
+HOSTILE = {
+    "huge offset count": struct.pack("<Q", 2**62),
+    "offsets past the end": struct.pack("<7Q", 6, 56, 61, 62, 63, 64, 10_000)
+    + b"shell{}{}{}{}",
+    "unknown channel": protocol.build_v1("shell", [b"{}", b"{}", b"{}", b"{}"]).replace(
+        b"shell", b"xhell"
+    ),
+    "non-JSON header": protocol.build_v1("shell", [b"nope", b"{}", b"{}", b"{}"]),
+    "seven bytes": b"\x01" * 7,
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_a_hostile_frame_closes_only_its_own_socket(api_for, name):
+    api = await api_for("chan-hostile")
+    kernel = await api.start()
+    victim = await KernelSocket.open(api, kernel["id"])
+    bystander = await KernelSocket.open(api, kernel["id"])
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await victim.ws.send(HOSTILE[name])
+        await assert_closed(victim)
+        assert loop.time() - started < 5
+        assert (await bystander.execute("'ok'")).result() == "'ok'"
+        status, _, _ = await api.call("GET", "api/kernels")
+        assert status == 200
+    finally:
+        await victim.close()
+        await bystander.close()
+
+
+async def test_text_frame_on_v1_and_garbage_legacy_close_the_socket(api_for):
+    api = await api_for("chan-garbage")
+    kernel = await api.start()
+    for v1, frame in ((True, "not binary"), (False, "{not json")):
+        sock = await KernelSocket.open(api, kernel["id"], v1=v1)
+        await sock.ws.send(frame)
+        await assert_closed(sock)
+        await sock.close()
+
+
+async def test_frame_over_the_size_limit_is_refused(api_for):
+    api = await api_for("chan-big")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"])
+    try:  # the server may close while the frame is still being sent
+        await sock.ws.send(b"\x00" * (11 * 1024 * 1024))
+    except websockets.ConnectionClosed:
+        pass
+    await assert_closed(sock)
+    await sock.close()
+    again = await KernelSocket.open(api, kernel["id"])
+    try:
+        assert (await again.execute("'fine'")).result() == "'fine'"
+    finally:
+        await again.close()
+
+
+async def test_output_flood_is_delivered_whole_with_the_final_idle(api_for):
+    api = await api_for("chan-flood")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"])
+    try:
+        run = await sock.execute(
+            "for i in range(20000):\n    print(i, flush=True)\n", timeout=120
+        )
+        assert run.status == "ok" and run.idle
+        lines = run.stream().split()
+        assert lines == [str(i) for i in range(20000)]
+        _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
+        assert model["execution_state"] == "idle"
+    finally:
+        await sock.close()
