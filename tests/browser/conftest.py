@@ -10,7 +10,6 @@
   cookies) whose traffic is recorded; ``traffic.assert_clean()`` checks it.
 """
 
-import json
 import os
 import re
 import shutil
@@ -32,31 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# Endpoints only phase 2 serves (when the contents and kernels APIs are merged).
-# Until then the browser answers them itself with what a user who has no files
-# and no kernels gets, so that the shells can boot (JupyterLab waits for its file
-# browser's listing). Phase 2 deletes this table: then jserver must answer every
-# request the front ends make.
-PHASE2_ENDPOINTS = {
-    "api/contents": {
-        "name": "",
-        "path": "",
-        "type": "directory",
-        "format": "json",
-        "mimetype": None,
-        "writable": True,
-        "created": "2026-01-01T00:00:00.000000Z",
-        "last_modified": "2026-01-01T00:00:00.000000Z",
-        "size": None,
-        "content": [],
-        "hash": None,
-        "hash_algorithm": None,
-    },
-    "api/kernelspecs": {"default": "python3", "kernelspecs": {}},
-    "api/kernels": [],
-    "api/sessions": [],
-}
-
 # Errors the front ends also throw against jupyter_server itself (checked with
 # jupyter_server 2.21.1): (page path ending, start of the message).
 UPSTREAM_PAGE_ERRORS = [
@@ -74,11 +48,10 @@ class Request:
     url: str
     status: int | None  # None: the request failed without a response
     error: str = ""
-    phase2: bool = False
 
     def __str__(self) -> str:
         status = self.status if self.status is not None else f"FAILED {self.error}"
-        return f"{self.method} {status} {self.url}{' (phase 2)' if self.phase2 else ''}"
+        return f"{self.method} {status} {self.url}"
 
 
 @dataclass
@@ -177,21 +150,6 @@ def shots(shots_dir, request):
     return shot
 
 
-def _phase2_route(base_url: str):
-    names = "|".join(re.escape(name) for name in PHASE2_ENDPOINTS)
-    pattern = re.compile(rf"^{re.escape(base_url)}({names})(\?.*)?$")
-
-    def handle(route) -> None:
-        name = pattern.match(route.request.url).group(1)
-        route.fulfill(
-            status=200,
-            content_type="application/json",
-            body=json.dumps(PHASE2_ENDPOINTS[name]),
-        )
-
-    return pattern, handle
-
-
 @pytest.fixture
 def open_context(chromium, shots_dir, request) -> Iterator:
     """Return ``open_context(base_url)``: a new context and its ``Traffic``."""
@@ -200,14 +158,10 @@ def open_context(chromium, shots_dir, request) -> Iterator:
     def open_(base_url: str):
         context = chromium.new_context(viewport={"width": 1280, "height": 800})
         traffic = Traffic(base_url)
-        pattern, handle = _phase2_route(base_url)
-        context.route(pattern, handle)
 
         def on_response(response) -> None:
-            url = response.url
-            phase2 = bool(pattern.match(url))
             traffic.requests.append(
-                Request(response.request.method, url, response.status, phase2=phase2)
+                Request(response.request.method, response.url, response.status)
             )
 
         def on_failed(failed) -> None:
@@ -215,11 +169,13 @@ def open_context(chromium, shots_dir, request) -> Iterator:
                 Request(failed.method, failed.url, None, failed.failure or "")
             )
 
+        def on_console(message) -> None:
+            if message.type == "error":
+                where = message.location.get("url", "")
+                traffic.console_errors.append(f"{message.text} ({where})")
+
         def on_page(page) -> None:
-            page.on(
-                "console",
-                lambda m: m.type == "error" and traffic.console_errors.append(m.text),
-            )
+            page.on("console", on_console)
             page.on(
                 "pageerror",
                 lambda e: traffic.page_errors.append((page.url, e.stack or str(e))),
