@@ -3,7 +3,9 @@
 The keys and their meaning are jupyterlab_server's and notebook's. What jserver
 does not offer is switched off here so that the front ends neither show it nor
 call for it: terminals, the extension and plugin managers (extensions are the
-installation's), language servers, build checks, news, the quit button. No API
+installation's), language servers, build checks, news, the quit button. What
+the contents and kernels APIs do is described as jupyter_server does
+(``delete_to_trash``, ``untracked_message_types``, ``notebookStartsKernel``). No API
 token is ever put in a page: the browser authenticates with its session cookie
 and the ``_xsrf`` cookie. The JupyterHub keys (``hubPrefix``, ``hubUser``) give
 both front ends a File > Log Out entry that opens ``<baseUrl>logout``, and a
@@ -20,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from frontend import assets
+from kernels.manager import UNTRACKED
 
 NotebookPage = Literal["tree", "notebooks", "edit", "consoles"]
 
@@ -87,7 +90,9 @@ def _common(app: assets.AppName, *configuration: Any) -> dict[str, Any]:
         "quitButton": False,
         "news": {"disabled": True},
         "allow_hidden_files": False,
-        "delete_to_trash": False,
+        # Deleting moves to the owner's trash (contents.manager.delete), as
+        # jupyter_server's delete_to_trash; JupyterLab's dialogs say so.
+        "delete_to_trash": True,
         "copyAbsolutePath": False,
         "nbclassic_enabled": False,
         "notebookVersion": json.dumps(version),
@@ -97,6 +102,10 @@ def _common(app: assets.AppName, *configuration: Any) -> dict[str, Any]:
         "mathjaxConfig": "TeX-AMS_HTML-full,Safe",
         "hubPrefix": base_url,
         "hubHost": "",
+        # Replies to these leave the kernel's activity alone, and JupyterLab
+        # ignores the busy/idle status of their requests (jupyterlab_server
+        # copies the kernel manager's list here).
+        "untracked_message_types": sorted(UNTRACKED),
     }
     if app == "notebook":
         config["frontendUrl"] = base_url

@@ -21,6 +21,13 @@ urlpatterns = [
     re_path(r"^consoles/(?P<path>.*)$", views.notebook, {"page": "consoles"}),
     re_path(r"^lsp/status$", views.lsp_status),
     re_path(r"^api/nbconvert$", views.nbconvert_formats, name="api-nbconvert"),
+    # Exports, as jupyter_server's nbconvert handlers.
+    re_path(r"^nbconvert/(?P<format>\w+)$", views.nbconvert_post),
+    re_path(
+        r"^nbconvert/(?P<format>\w+)(?P<path>(?:/[^/]+)+|/?)$",
+        views.nbconvert_download,
+        name="nbconvert",
+    ),
     # The hub menu's Control Panel and Restart Server lead to the dashboard.
     re_path(r"^home$", views.dashboard_redirect),
     re_path(r"^spawn(?P<rest>/.*)?$", views.dashboard_redirect),

@@ -5,23 +5,35 @@ Pages need a login (an anonymous visit goes to the login page and comes back);
 settings and workspaces are served by ``accounts``.
 """
 
+import datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.contrib.auth.views import redirect_to_login
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import render
-from django.utils.http import content_disposition_header
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.utils.http import content_disposition_header, http_date
 from django.views.decorators.cache import never_cache
 
-from accounts import labsettings
+from accounts import labsettings, tokens
+from contents import manager as contents_manager
 from frontend import exporters, licenses, pageconfig, translations
 from frontend.assets import AppName
 from frontend.pageconfig import NotebookPage
-from jserver.api import api_view, json_response
-from jserver.errors import BadRequest, NotFound
+from jserver.api import api_view, json_body, json_response, request_token
+from jserver.errors import BadRequest, JupyterError, NotFound
 
 # Notebook 7's page titles and favicons, as its templates have them.
 _NOTEBOOK_PAGES: dict[str, tuple[str, str]] = {
@@ -81,12 +93,40 @@ def lab_not_found(request: HttpRequest, rest: str) -> HttpResponse:
     return _render(request, "lab", config)
 
 
+def _kind(user: User, path: str) -> str | None:
+    """Return what ``path`` is among ``user``'s files, ``None`` if nothing is there."""
+    try:
+        return contents_manager.get(path, owner=user, content=False)["type"]
+    except JupyterError:  # missing, hidden, not readable: nothing to show
+        return None
+
+
+def _page_url(prefix: str, path: str) -> str:
+    """Return ``<base>prefix/<path>``, each segment percent-encoded."""
+    return f"{settings.BASE_URL}{prefix}/" + "/".join(map(quote, path.split("/")))
+
+
 @page
 def notebook(request: HttpRequest, page: NotebookPage, path: str | None = None):
-    """Notebook 7: the file browser (``/tree``), notebook, editor and console pages."""
+    """Notebook 7: the file browser (``/tree``), notebook, editor and console pages.
+
+    As notebook's app: ``/tree/<dir>`` lists a directory, ``/tree/<notebook>``
+    goes to ``/notebooks/<notebook>``, ``/tree/<other file>`` to
+    ``/files/<file>``, anything else is a 404; ``/notebooks/<dir>`` goes to
+    ``/tree/<dir>``.
+    """
     path = (path or "").strip("/")
     if page == "notebooks" and not path:
         return HttpResponseRedirect(settings.BASE_URL + "tree")
+    if page == "tree" and path:
+        kind = _kind(request.user, path)
+        if kind is None:
+            raise Http404
+        if kind != "directory":
+            prefix = "notebooks" if kind == "notebook" else "files"
+            return HttpResponseRedirect(_page_url(prefix, path))
+    if page == "notebooks" and _kind(request.user, path) == "directory":
+        return HttpResponseRedirect(_page_url("tree", path))
     config = pageconfig.notebook_page_config(
         request.user, page, tree_path=path if page == "tree" else None
     )
@@ -171,3 +211,122 @@ def lsp_status(request: HttpRequest, user: User) -> HttpResponse:
 def nbconvert_formats(request: HttpRequest, user: User) -> HttpResponse:
     """The notebook export formats on offer."""
     return json_response(exporters.export_formats())
+
+
+# Converted notebooks run, if at all, in a sandbox of their own origin: exported
+# HTML (the notebook's own HTML and scripts) never acts with the viewer's session.
+NBCONVERT_CSP = "frame-ancestors 'self'; sandbox allow-scripts"
+
+
+def _request_user(request: HttpRequest) -> tuple[User | None, bool]:
+    """Return the request's user and whether a token (not the cookie) said so."""
+    raw = request_token(request)
+    if raw is not None:
+        token = tokens.authenticate_token(raw)
+        return (token.user if token is not None else None), True
+    user = request.user
+    return (user if user.is_authenticated else None), False
+
+
+def _cross_site_refusal(request: HttpRequest) -> str | None:
+    """Return why a cookie-authenticated download is refused, if it is.
+
+    As jupyter_server for a GET: the ``_xsrf`` cookie echoed (``?_xsrf=`` or a
+    header), or a Referer from this host (JupyterLab opens exports from its
+    page); other sites may not make a user's browser fetch their notebooks.
+    """
+    cookie = request.COOKIES.get(settings.CSRF_COOKIE_NAME, "")
+    echoed = (
+        request.GET.get("_xsrf")
+        or request.headers.get("X-XSRFToken")
+        or request.headers.get("X-CSRFToken")
+        or ""
+    )
+    if cookie and echoed and constant_time_compare(cookie, echoed):
+        return None
+    referer = request.headers.get("Referer")
+    if referer and urlsplit(referer).netloc == request.get_host():
+        return None
+    if referer:
+        return f"Blocking Cross Origin request from {referer}."
+    return "Blocking request from unknown origin"
+
+
+def _sandboxed(response: HttpResponse) -> HttpResponse:
+    response["Content-Security-Policy"] = NBCONVERT_CSP
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _refusal(request: HttpRequest, status: int, message: str = "") -> HttpResponse:
+    if status == 404:
+        return _sandboxed(render(request, "404.html", status=404))
+    return _sandboxed(HttpResponse(message, status=status, content_type="text/plain"))
+
+
+@never_cache
+def nbconvert_download(request: HttpRequest, format: str, path: str) -> HttpResponse:
+    """One of the user's notebooks converted (``/nbconvert/<format>/<path>``).
+
+    ``?download=true`` makes it an attachment, ``?sanitize_html=true|false``
+    sets HTML sanitising. A directory goes to ``/tree``, another file to
+    ``/files``; another user's notebook, like a missing one, is a 404.
+    """
+    if request.method != "GET":
+        return _sandboxed(HttpResponseNotAllowed(["GET"]))
+    user, by_token = _request_user(request)
+    if user is None:
+        return redirect_to_login(request.get_full_path())
+    if not by_token and (refusal := _cross_site_refusal(request)):
+        return _refusal(request, 403, refusal)
+    path = path.strip("/")
+    try:
+        exporters.exporter_class(format)
+        model = contents_manager.get(path, owner=user)
+    except NotFound:
+        return _refusal(request, 404)
+    except JupyterError as error:
+        return _refusal(request, error.status, error.message)
+    if model["type"] != "notebook":
+        prefix = "tree" if model["type"] == "directory" else "files"
+        return HttpResponseRedirect(_page_url(prefix, path))
+    sanitize = request.GET.get("sanitize_html")
+    modified = datetime.datetime.fromisoformat(model["last_modified"])
+    try:
+        result = exporters.export(
+            model["name"],
+            model["content"],
+            format=format,
+            modified=modified,
+            sanitize_html=None if sanitize is None else sanitize.lower() == "true",
+        )
+    except JupyterError as error:
+        return _refusal(request, error.status, error.message)
+    response = HttpResponse(result.body, content_type=result.content_type)
+    if result.zipped or request.GET.get("download", "false").lower() == "true":
+        response["Content-Disposition"] = content_disposition_header(
+            True, result.filename
+        )
+    response["Last-Modified"] = http_date(modified.timestamp())
+    return _sandboxed(response)
+
+
+@api_view("POST")
+def nbconvert_post(request: HttpRequest, user: User, format: str) -> HttpResponse:
+    """Convert the notebook in the body, ``{"name": ..., "content": {...}}``."""
+    body = json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("content"), dict):
+        raise BadRequest("The body must be a notebook model with its content")
+    name = body.get("name")
+    result = exporters.export(
+        name if isinstance(name, str) and name else "notebook.ipynb",
+        body["content"],
+        format=format,
+        modified=timezone.now(),
+    )
+    response = HttpResponse(result.body, content_type=result.content_type)
+    if result.zipped:
+        response["Content-Disposition"] = content_disposition_header(
+            True, result.filename
+        )
+    return _sandboxed(response)

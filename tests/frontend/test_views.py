@@ -8,10 +8,14 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from contents import manager
+from contents.storage import user_root
 from frontend import assets, pageconfig
-from tests.factories import PASSWORD, make_token, make_user
+from kernels.manager import UNTRACKED
+from tests.factories import PASSWORD, make_notebook, make_token, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_data")]
+
 
 _CONFIG = re.compile(
     r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', re.S
@@ -126,6 +130,13 @@ def test_lab_page_config(client_for, user):
     assert config["workspace"] == "default" and config["treePath"] == ""
     assert "notFoundUrl" not in config
     assert config["notebookVersion"] == "[2, 21, 1]"
+    # As the contents and kernels APIs behave: deletes go to the trash, the
+    # kernel's status for these requests is not the user's activity.
+    assert config["delete_to_trash"] is True
+    assert config["notebookStartsKernel"] is True
+    assert set(config["untracked_message_types"]) == UNTRACKED
+    assert {"kernel_info_request", "comm_info_request"} <= UNTRACKED
+    assert "execute_request" not in UNTRACKED
     # What jserver does not offer is off.
     assert config["terminalsAvailable"] is False
     assert config["quitButton"] is False
@@ -217,6 +228,7 @@ def test_page_config_follows_the_base_url(user):
     ],
 )
 def test_notebook_pages(client_for, user, path, page, title):
+    manager.save({"type": "directory"}, "sub dir", owner=user)
     response = client_for(user).get(path)
     config = page_config(response)
     html = response.content.decode()
@@ -238,6 +250,44 @@ def test_notebook_pages(client_for, user, path, page, title):
         assert "treePath" not in config
     has_attribute = f'data-notebook="{page}"' in html
     assert has_attribute == (page in {"notebooks", "edit"})
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/tree/a%20dir/n%20b.ipynb", "/notebooks/a%20dir/n%20b.ipynb"),
+        ("/tree/a%20dir/t.txt", "/files/a%20dir/t.txt"),
+        ("/tree/a%20dir/%C3%A9.py", "/files/a%20dir/%C3%A9.py"),
+        ("/notebooks/a%20dir", "/tree/a%20dir"),
+    ],
+)
+def test_files_under_tree_and_folders_under_notebooks_redirect(
+    client_for, user, path, target
+):
+    manager.save({"type": "directory"}, "a dir", owner=user)
+    manager.save(
+        {"type": "notebook", "content": make_notebook()}, "a dir/n b.ipynb", owner=user
+    )
+    for name in ("t.txt", "é.py"):
+        text = {"type": "file", "format": "text", "content": "x"}
+        manager.save(text, f"a dir/{name}", owner=user)
+    response = client_for(user).get(path)
+    assert response.status_code == 302 and response["Location"] == target
+
+
+@pytest.mark.parametrize("path", ["/tree/missing", "/tree/.hidden", "/tree/mine"])
+def test_tree_of_nothing_visible_is_not_found(client_for, user, other_user, path):
+    manager.save({"type": "directory"}, "mine", owner=other_user)
+    (user_root(user) / ".hidden").mkdir()
+    response = client_for(user).get(path)
+    assert response.status_code == 404
+    assert "jupyter-config-data" not in response.content.decode()
+
+
+def test_a_notebook_page_opens_for_a_path_not_saved_yet(client_for, user):
+    # Notebook 7 shows its own "file not found" in the page, as with jupyter_server.
+    response = client_for(user).get("/notebooks/not%20yet.ipynb")
+    assert page_config(response)["notebookPage"] == "notebooks"
 
 
 # ---- hub menu targets -------------------------------------------------------------
