@@ -504,6 +504,9 @@ CULL_IDLE_TIMEOUT = env_int("CULL_IDLE_TIMEOUT", 0)
 CULL_INTERVAL = env_int("CULL_INTERVAL", 300)
 CULL_CONNECTED = env_bool("CULL_CONNECTED", False)
 CULL_BUSY = env_bool("CULL_BUSY", False)
+# Scheduling priority of kernels below the server's (nice increment, 0 = same):
+# the server's threads that drain a kernel's output get the CPU first.
+KERNEL_NICE = env_int("KERNEL_NICE", 5)
 # Seconds to wait for a new kernel's kernel_info_reply (start, restart, and a
 # WebSocket handshake on a kernel still starting).
 KERNEL_INFO_TIMEOUT = env_int("KERNEL_INFO_TIMEOUT", 60)

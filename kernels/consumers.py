@@ -13,6 +13,7 @@ socket and no other.
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 from urllib.parse import parse_qs
@@ -23,6 +24,7 @@ from django.conf import settings
 from jserver import activity
 from jserver.errors import JupyterError, NotFound
 from kernels import manager, protocol
+from kernels.ratelimit import IopubRateLimit
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
     kernel: manager.LiveKernel | None = None
     session_id = ""
     v1 = False
+    flow: "_Flow | None" = None
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -57,9 +60,14 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
             return
         self.v1 = protocol.V1_SUBPROTOCOL in self.scope.get("subprotocols", ())
         self.queue: collections.deque[manager.Outgoing] = collections.deque()
+        self.queued_bytes = 0
         self.wake = asyncio.Event()
         self.closing = False
+        self.rate_limit = (
+            IopubRateLimit(self.session_id) if settings.IOPUB_LIMIT_RATE else None
+        )
         await self.accept(subprotocol=protocol.V1_SUBPROTOCOL if self.v1 else None)
+        self.flow = _Flow.attach(self.base_send)
         self.kernel = kernel
         self.user = user
         self.sender = asyncio.create_task(self._send_loop())
@@ -69,6 +77,12 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
     # ---- kernel -> client
 
     def deliver(self, message: manager.Outgoing) -> None:
+        if self.rate_limit is not None:
+            allowed, notice = self.rate_limit.check(message)
+            if notice is not None:
+                self._enqueue(manager.Outgoing("iopub", notice, "stream"))
+            if not allowed:
+                return
         queue = self.queue
         if (
             len(queue) >= settings.KERNEL_WS_BACKLOG
@@ -77,19 +91,37 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
         ):
             merged = _merge_streams(queue[-1], message)
             if merged is not None:
+                self.queued_bytes += merged.size - queue[-1].size
                 queue[-1] = merged
                 return
-        queue.append(message)
+        self._enqueue(message)
+
+    def _enqueue(self, message: manager.Outgoing) -> None:
+        self.queue.append(message)
+        self.queued_bytes += message.size
         self.wake.set()
+        if self.queued_bytes > settings.KERNEL_REPLAY_BYTES and not self.closing:
+            # A client this far behind is cut off; what it has not received
+            # waits in the replay buffer for it to reconnect.
+            log.warning(
+                "kernel WebSocket %s: %d bytes unsent, closing it",
+                self.session_id,
+                self.queued_bytes,
+            )
+            asyncio.ensure_future(self._close_soon())
 
     async def _send_loop(self) -> None:
-        queue, v1 = self.queue, self.v1
+        queue, v1, flow = self.queue, self.v1, self.flow
         try:
             while True:
                 while not queue:
                     self.wake.clear()
                     await self.wake.wait()
+                if flow is not None and flow.pending() > flow.LIMIT:
+                    await flow.writable()  # the client is behind
+                    continue
                 message = queue.popleft()
+                self.queued_bytes -= message.size
                 data = message.v1() if v1 else message.legacy()
                 if isinstance(data, bytes):
                     await self.send(bytes_data=data)
@@ -101,9 +133,14 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
             log.exception("kernel WebSocket %s: sending failed", self.session_id)
             await self._close_soon()
 
-    def replaced(self) -> None:
+    def replaced(self) -> list[manager.Outgoing]:
         self.kernel = None
+        unsent = list(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        self.wake.set()
         asyncio.ensure_future(self._close_soon())
+        return unsent
 
     def kernel_gone(self) -> None:
         self.kernel = None
@@ -164,10 +201,63 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
             sender.cancel()
         kernel, self.kernel = self.kernel, None
         if kernel is not None:
-            kernel.detach(self)
-        elif self.session_id and hasattr(self, "queue"):
-            # Replaced or kernel gone: the kernel no longer counts this one.
-            pass
+            # What was queued and never sent is replayed on reconnection.
+            kernel.detach(self, unsent=list(self.queue))
+
+
+class _Flow:
+    """Back-pressure from daphne: the bytes waiting in the client's transport.
+
+    daphne hands a WebSocket message to Twisted's transport without waiting,
+    so a client that reads slowly would only grow the server's memory. While
+    more than ``LIMIT`` bytes wait in the transport, the sender waits (checking
+    every ``POLL`` seconds); the queue it leaves behind is where stream outputs
+    are merged and, past ``KERNEL_REPLAY_BYTES``, the client is cut off.
+    """
+
+    LIMIT = 1024 * 1024
+    POLL = 0.01
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+
+    @classmethod
+    def attach(cls, send) -> "_Flow | None":
+        transport = _transport_of(send)
+        if transport is None or not hasattr(transport, "dataBuffer"):
+            return None
+        return cls(transport)
+
+    def pending(self) -> int:
+        transport = self.transport
+        return (
+            len(transport.dataBuffer)
+            - getattr(transport, "offset", 0)
+            + getattr(transport, "_tempDataLen", 0)
+        )
+
+    async def writable(self) -> None:
+        while self.pending() > self.LIMIT:
+            if getattr(self.transport, "disconnecting", False):
+                return
+            await asyncio.sleep(self.POLL)
+
+
+def _transport_of(send) -> object | None:
+    """Find the TCP transport behind an ASGI ``send`` (through session wrappers)."""
+    for _ in range(4):
+        if isinstance(send, functools.partial):
+            transport = getattr(send.args[0] if send.args else None, "transport", None)
+            for _ in range(3):  # daphne's protocol sits on Twisted's HTTP channel
+                if transport is None or hasattr(transport, "dataBuffer"):
+                    return transport
+                transport = getattr(transport, "transport", None)
+            return None
+        wrapper = getattr(send, "__self__", None)
+        send = getattr(wrapper, "real_send", None)
+        if send is None:
+            return None
+    return None
 
 
 def _merge_streams(

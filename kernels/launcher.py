@@ -203,9 +203,15 @@ async def launch(
         info=info,
         env=env,
     )
+    argv = kernel_command.argv
+    nice = shutil.which("nice", path="/usr/bin:/bin")
+    if settings.KERNEL_NICE and nice:
+        # Below the server: a kernel flooding output cannot starve the threads
+        # that drain it (ZMQ's publisher drops what they do not drain in time).
+        argv = [nice, "-n", str(settings.KERNEL_NICE), *argv]
     try:
         process = await asyncio.create_subprocess_exec(
-            *kernel_command.argv,
+            *argv,
             env=kernel_command.env,
             cwd=kernel_command.cwd,
             pass_fds=kernel_command.pass_fds,

@@ -34,6 +34,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -115,6 +116,17 @@ def _spawn(coroutine) -> asyncio.Task:
     )
 
 
+_MSG_TYPE = re.compile(rb'"msg_type"\s*:\s*"([^"\\]*)"')
+
+
+def _msg_type(header: bytes) -> str:
+    """Return a header's ``msg_type`` without decoding the whole header."""
+    match = _MSG_TYPE.search(header)
+    if match is not None:
+        return match.group(1).decode("utf-8", "replace")
+    return str(protocol.header_fields(header).get("msg_type", ""))
+
+
 def _tracked(msg_type: str | None) -> bool:
     return msg_type not in UNTRACKED
 
@@ -151,8 +163,8 @@ class Connection(Protocol):
     def deliver(self, message: Outgoing) -> None:
         """Queue ``message`` for the client; never blocks."""
 
-    def replaced(self) -> None:
-        """A newer connection took this one's session_id: close."""
+    def replaced(self) -> list["Outgoing"]:
+        """A newer connection took this one's session_id: close; return the unsent."""
 
     def kernel_gone(self) -> None:
         """The kernel was shut down or is dead: close."""
@@ -281,30 +293,38 @@ class LiveKernel:
             self._tasks.append(_spawn(self._read(channel, sock)))
 
     async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
+        """Read one socket for the kernel's lifetime.
+
+        One awaited receive, then whatever else is already waiting is taken
+        without a future each (a flood is drained in bursts of ``READ_BURST``),
+        then the loop yields so that other sockets, kernels and clients run.
+        """
         handle = self._on_iopub if channel == "iopub" else self._on_reply
-        burst = 0
+        raw = zmq.Socket.shadow(sock.underlying)
         try:
             while True:
                 frames = await sock.recv_multipart(copy=True)
-                burst += 1
-                if burst >= READ_BURST:
-                    # A receive that is already satisfied does not yield: let the
-                    # other sockets, kernels and clients run.
-                    burst = 0
+                for _ in range(READ_BURST):
+                    self._handle(channel, handle, frames)
+                    try:
+                        frames = raw.recv_multipart(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                else:
+                    self._handle(channel, handle, frames)
                     await asyncio.sleep(0)
-                try:
-                    parts = protocol.from_zmq(self.key, frames)
-                    handle(channel, parts)
-                except protocol.FrameError as exc:
-                    log.warning(
-                        "kernel %s: dropped a bad %s message: %s", self.id, channel, exc
-                    )
-                except Exception:
-                    log.exception(
-                        "kernel %s: failed to handle a %s message", self.id, channel
-                    )
         except (asyncio.CancelledError, zmq.ZMQError):
             return
+
+    def _handle(self, channel: str, handle: Callable, frames: list[bytes]) -> None:
+        try:
+            handle(channel, protocol.from_zmq(self.key, frames))
+        except protocol.FrameError as exc:
+            log.warning(
+                "kernel %s: dropped a bad %s message: %s", self.id, channel, exc
+            )
+        except Exception:
+            log.exception("kernel %s: failed to handle a %s message", self.id, channel)
 
     async def _nudge(self) -> None:
         """Ask for kernel_info until the kernel answered and iopub delivers.
@@ -335,8 +355,7 @@ class LiveKernel:
     # ---- kernel -> clients
 
     def _on_iopub(self, channel: str, parts: list[bytes]) -> None:
-        header = protocol.header_fields(parts[0])
-        msg_type = header.get("msg_type", "")
+        msg_type = _msg_type(parts[0])
         self._iopub_seen.set()
         self._record_activity(msg_type, parts)
         message = Outgoing("iopub", parts, msg_type)
@@ -347,16 +366,12 @@ class LiveKernel:
                 self._journal(session_id, message)
 
     def _record_activity(self, msg_type: str, parts: list[bytes]) -> None:
-        if msg_type == "status" or not _tracked(msg_type):
-            parent = protocol.header_fields(parts[1]) if len(parts[1]) > 2 else {}
-            parent_type = parent.get("msg_type")
-        else:
-            parent_type = None
-        if (
-            _tracked(msg_type)
-            or _tracked(parent_type)
-            or self.execution_state == "busy"
-        ):
+        tracked = _tracked(msg_type)
+        parent_type = None
+        if msg_type == "status" or not (tracked or self.execution_state == "busy"):
+            # Only then does the parent's type matter (not per output of a flood).
+            parent_type = _msg_type(parts[1]) if len(parts[1]) > 2 else None
+        if tracked or self.execution_state == "busy" or _tracked(parent_type):
             self.last_activity = _now()
             self.dirty = True
         if msg_type == "status":
@@ -378,7 +393,7 @@ class LiveKernel:
                 self._info_reply.set()
             return
         target = self.routes.get(client_session, client_session)
-        msg_type = protocol.header_fields(parts[0]).get("msg_type", "")
+        msg_type = _msg_type(parts[0])
         message = Outgoing(channel, parts, msg_type)
         connection = self.connections.get(target)
         if connection is not None:
@@ -428,7 +443,8 @@ class LiveKernel:
                 self.id,
                 connection.session_id,
             )
-            stale.replaced()
+            for message in stale.replaced():  # what it never got, first
+                connection.deliver(message)
         buffer = self.replay.pop(connection.session_id, None)
         if buffer is not None:
             self.replay_size -= buffer.size
@@ -461,8 +477,11 @@ class LiveKernel:
                 self.routes.clear()
             self.routes[client_session] = connection.session_id
 
-    def detach(self, connection: Connection) -> None:
-        """Unregister a client; keep what it misses until it comes back."""
+    def detach(self, connection: Connection, unsent: list["Outgoing"] = ()) -> None:
+        """Unregister a client; keep what it missed until it comes back.
+
+        ``unsent``: what was queued for it and never written, first in line.
+        """
         if self.connections.get(connection.session_id) is not connection:
             return
         del self.connections[connection.session_id]
@@ -473,6 +492,8 @@ class LiveKernel:
             oldest = min(self.replay, key=lambda key: self.replay[key].created)
             self.replay_size -= self.replay.pop(oldest).size
         self.replay[connection.session_id] = ReplayBuffer()
+        for message in unsent:
+            self._journal(connection.session_id, message)
 
     def expire_replay(self, now: float) -> None:
         for session_id, buffer in list(self.replay.items()):

@@ -7,9 +7,16 @@ import struct
 
 import pytest
 import websockets
+from asgiref.sync import sync_to_async
 
 from kernels import protocol
-from tests.kernels.conftest import KernelSocket, kernel_processes
+from tests.conftest import start_daphne, stop_daphne
+from tests.kernels.conftest import (
+    KernelSocket,
+    kernel_processes,
+    make_api,
+    wait_no_kernel_processes,
+)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -374,12 +381,113 @@ async def test_output_flood_is_delivered_whole_with_the_final_idle(api_for):
     sock = await KernelSocket.open(api, kernel["id"])
     try:
         run = await sock.execute(
-            "for i in range(20000):\n    print(i, flush=True)\n", timeout=120
+            "for i in range(10000):\n    print(i, flush=True)\n", timeout=120
         )
         assert run.status == "ok" and run.idle
         lines = run.stream().split()
-        assert lines == [str(i) for i in range(20000)]
+        assert lines == [str(i) for i in range(10000)]
         _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
         assert model["execution_state"] == "idle"
     finally:
         await sock.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.django_db(transaction=True)
+async def test_a_slow_client_slows_nobody_and_loses_nothing(django_db_setup, tmp_path):
+    # Its own server: daphne would rightly close a client that answers no ping
+    # for 30 s, and this one stalls for as long as the flood lasts.
+    live = await asyncio.to_thread(
+        start_daphne, tmp_path, JSERVER_WEBSOCKET_PING_SECONDS="3600"
+    )
+    try:
+        await _slow_client_case(live)
+    finally:
+        await asyncio.to_thread(stop_daphne, live)
+    assert not await asyncio.to_thread(wait_no_kernel_processes)
+
+
+async def _slow_client_case(live):
+    api = await sync_to_async(make_api)(live, "chan-slow")
+    kernel = await api.start()
+    fast = await KernelSocket.open(api, kernel["id"])
+    # A client that stops reading: its library buffers one message, then TCP
+    # fills up and the server has to hold (and merge) what it cannot send.
+    slow_ws = await websockets.connect(
+        api.ws_url(kernel["id"], "slow-client"),
+        subprotocols=[protocol.V1_SUBPROTOCOL],
+        additional_headers={"Authorization": f"token {api.token}"},
+        compression=None,
+        max_queue=1,
+        max_size=None,
+        ping_interval=None,  # it could not read the pong while it stalls
+    )
+    slow = KernelSocket(slow_ws, v1=True, session_id="slow-client")
+    lines = 10000
+    code = f"for i in range({lines}):\n    print('x' * 60, i, flush=True)\n"
+    try:
+        slow_ws.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        run = await fast.execute(code, timeout=120)
+        assert run.status == "ok"
+        fast_lines = run.stream().splitlines()
+        assert [int(line.split()[1]) for line in fast_lines] == list(range(lines))
+        fast_seconds = loop.time() - started
+        # The kernel is idle for everyone who reads.
+        _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
+        assert model["execution_state"] == "idle"
+        # Now the slow client reads: everything, in order, ending in idle.
+        slow_ws.transport.resume_reading()
+        text, messages = [], 0
+        while True:
+            channel, message = await slow.recv(timeout=60)
+            if message["parent_header"].get("msg_id") != run.msg_id:
+                continue
+            if message["msg_type"] == "stream":
+                messages += 1
+                text.append(message["content"]["text"])
+            if (
+                message["msg_type"] == "status"
+                and message["content"]["execution_state"] == "idle"
+            ):
+                break
+        numbers = [int(line.split()[1]) for line in "".join(text).splitlines()]
+        assert numbers == list(range(lines))
+        assert messages < lines, "stream outputs were merged while it lagged"
+        assert fast_seconds < 100
+    finally:
+        await fast.close()
+        await slow.close()
+        await api.call("DELETE", f"api/kernels/{kernel['id']}")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_iopub_rate_limit_when_enabled(django_db_setup, tmp_path):
+    live = await asyncio.to_thread(
+        start_daphne,
+        tmp_path,
+        JSERVER_IOPUB_LIMIT_RATE="1",
+        JSERVER_IOPUB_MSG_RATE_LIMIT="50",
+        JSERVER_IOPUB_RATE_WINDOW="1",
+    )
+    try:
+        api = await sync_to_async(make_api)(live, "chan-ratelimit")
+        kernel = await api.start()
+        sock = await KernelSocket.open(api, kernel["id"])
+        try:
+            run = await sock.execute(
+                "for i in range(2000):\n    print(i, flush=True)\n", timeout=120
+            )
+            assert run.status == "ok" and run.idle  # status is never dropped
+            stderr = run.stream("stderr")
+            assert "IOPub message rate exceeded" in stderr
+            assert len(run.stream().split()) < 2000
+            # The next execution starts with a fresh window.
+            assert (await sock.execute("'after'")).result() == "'after'"
+        finally:
+            await sock.close()
+            await api.call("DELETE", f"api/kernels/{kernel['id']}")
+    finally:
+        await asyncio.to_thread(stop_daphne, live)
+    assert not await asyncio.to_thread(wait_no_kernel_processes)
