@@ -10,6 +10,7 @@ with the staff member who did it.
 import asyncio
 import logging
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -18,8 +19,8 @@ from django.template.defaultfilters import filesizeformat
 from accounts import audit
 from accounts.middleware import client_address
 from jserver.errors import JupyterError
-from kernels import launcher, manager
-from kernels.models import Kernel, Session
+from kernels import launcher, manager, sandbox
+from kernels.models import Kernel, KernelLimits, Session
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,18 @@ class KernelAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        facts = sandbox.status()
+        if not facts.available:
+            self.message_user(
+                request,
+                f"Kernels run WITHOUT a sandbox on this server ({facts.reason}): "
+                "every user's code can read every other user's files and the "
+                "server's secrets.",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # "shut down" does it, through the kernel host
@@ -148,3 +161,70 @@ async def _apply(host: manager.KernelHost, kernel_id: str, verb: str) -> None:
     else:
         await host.remove(kernel, action=None)
     await asyncio.sleep(0)
+
+
+@admin.register(KernelLimits)
+class KernelLimitsAdmin(admin.ModelAdmin):
+    """Per-user kernel limits; an empty field keeps the server's default."""
+
+    list_display = [
+        "owner",
+        "memory",
+        "max_processes",
+        "max_open_files",
+        "file_size",
+        "max_kernels",
+        "updated",
+    ]
+    search_fields = ["owner__username"]
+    raw_id_fields = ["owner"]
+    list_select_related = ["owner"]
+    readonly_fields = ["defaults"]
+
+    @admin.display(description="memory per kernel")
+    def memory(self, row: KernelLimits) -> str:
+        return filesizeformat(row.memory_bytes) if row.memory_bytes else "default"
+
+    @admin.display(description="largest file")
+    def file_size(self, row: KernelLimits) -> str:
+        return filesizeformat(row.max_file_bytes) if row.max_file_bytes else "default"
+
+    @admin.display(description="server defaults")
+    def defaults(self, row: KernelLimits) -> str:
+        limits = sandbox.default_limits()
+        facts = sandbox.status()
+        how = "cgroup v2" if facts.cgroup_root is not None else "rlimits"
+        return (
+            f"memory {filesizeformat(limits.memory_bytes)}, "
+            f"{limits.max_processes} processes, {limits.max_open_files} open files, "
+            f"files up to {filesizeformat(limits.max_file_bytes)}, "
+            f"{settings.KERNELS_PER_USER} kernels; enforced by {how}"
+            + ("" if facts.available else f" (NO SANDBOX: {facts.reason})")
+        )
+
+    def save_model(self, request: HttpRequest, obj: KernelLimits, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        audit.record(
+            "kernel_limits_set",
+            actor=request.user,
+            target=obj.owner.get_username(),
+            address=client_address(request),
+            memory_bytes=obj.memory_bytes,
+            max_processes=obj.max_processes,
+            max_open_files=obj.max_open_files,
+            max_file_bytes=obj.max_file_bytes,
+            max_kernels=obj.max_kernels,
+        )
+
+    def delete_model(self, request: HttpRequest, obj: KernelLimits) -> None:
+        audit.record(
+            "kernel_limits_removed",
+            actor=request.user,
+            target=obj.owner.get_username(),
+            address=client_address(request),
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for row in queryset.select_related("owner"):
+            self.delete_model(request, row)

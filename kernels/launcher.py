@@ -141,6 +141,7 @@ def _prepare(
     runtime_dir: Path,
     info: dict,
     env: dict[str, str],
+    limits: sandbox.Limits,
 ) -> sandbox.KernelCommand:
     """Write the connection file and build the command (blocking)."""
     remove_runtime_dir(runtime_dir)  # a previous run's sockets
@@ -169,7 +170,7 @@ def _prepare(
             cwd=Path(os.path.realpath(cwd)),
             runtime_dir=runtime_dir,
             env=kernel_env,
-            limits=sandbox.default_limits(),
+            limits=limits,
             network=sandbox.default_network(),
         ),
     )
@@ -184,6 +185,7 @@ async def launch(
     cwd: Path,
     env: dict[str, str],
     info: dict | None = None,
+    limits: sandbox.Limits | None = None,
 ) -> tuple[KernelProcess, dict]:
     """Start a kernel of ``spec`` for its owner; return it and its connection info.
 
@@ -202,6 +204,7 @@ async def launch(
         runtime_dir=runtime_dir,
         info=info,
         env=env,
+        limits=limits or sandbox.default_limits(),
     )
     argv = kernel_command.argv
     nice = shutil.which("nice", path="/usr/bin:/bin")

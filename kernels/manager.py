@@ -61,8 +61,8 @@ from jserver.errors import (
     NotImplementedByServer,
     TooManyRequests,
 )
-from kernels import launcher, protocol, specs
-from kernels.models import Kernel
+from kernels import launcher, protocol, sandbox, specs
+from kernels.models import Kernel, KernelLimits
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,7 @@ class LiveKernel:
         self._iopub_seen.clear()
         self._info_reply.clear()
         self.ready.clear()
+        limits, _ = await user_limits(self.owner_id)
         self.process, self.info = await launcher.launch(
             self.spec,
             kernel_id=self.id,
@@ -263,6 +264,7 @@ class LiveKernel:
             cwd=self.cwd,
             env=self.env,
             info=self.info or None,
+            limits=limits,
         )
         self.key = self.info["key"].encode()
         self._launched_at = time.monotonic()
@@ -668,11 +670,12 @@ class KernelHost:
             spec = await asyncio.to_thread(specs.get_spec, spec_name)
         except specs.NoSuchKernel:
             raise NoSuchKernelSpec(spec_name) from None
+        _, allowed = await user_limits(owner.pk)
         running = len(self.owned(owner)) + self._starting[owner.pk]
-        if running >= settings.KERNELS_PER_USER:
+        if running >= allowed:
             raise TooManyRequests(
-                f"Kernel limit reached: at most {settings.KERNELS_PER_USER} "
-                "running kernels per user. Shut one down to start another."
+                f"Kernel limit reached: at most {allowed} running kernels per "
+                "user. Shut one down to start another."
             )
         self._starting[owner.pk] += 1
         try:
@@ -823,6 +826,24 @@ class KernelHost:
                     len(kernel.connections),
                 )
                 await self.remove(kernel, action="kernel.culled")
+
+
+async def user_limits(owner_id: int) -> tuple[sandbox.Limits, int]:
+    """Return a user's sandbox limits and kernel allowance (staff may override)."""
+    defaults = sandbox.default_limits()
+    row = await KernelLimits.objects.filter(owner_id=owner_id).afirst()
+    if row is None:
+        return defaults, settings.KERNELS_PER_USER
+    limits = sandbox.Limits(
+        memory_bytes=row.memory_bytes or defaults.memory_bytes,
+        max_processes=row.max_processes or defaults.max_processes,
+        max_open_files=row.max_open_files or defaults.max_open_files,
+        max_file_bytes=row.max_file_bytes or defaults.max_file_bytes,
+    )
+    allowed = (
+        row.max_kernels if row.max_kernels is not None else settings.KERNELS_PER_USER
+    )
+    return limits, allowed
 
 
 def _bulk_update(rows: list[Kernel]) -> None:

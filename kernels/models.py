@@ -72,3 +72,41 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class KernelLimits(models.Model):
+    """A user's kernel limits, overriding the settings' defaults field by field.
+
+    An empty field keeps the default (``JSERVER_SANDBOX_*``,
+    ``JSERVER_KERNELS_PER_USER``). Applied to kernels started (or restarted)
+    after the change.
+    """
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kernel_limits",
+        verbose_name="user",
+    )
+    memory_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Memory per kernel, in bytes."
+    )
+    max_processes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Processes and threads per kernel."
+    )
+    max_open_files = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Open files per kernel process."
+    )
+    max_file_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Largest file a kernel can write, in bytes."
+    )
+    max_kernels = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Running kernels at once."
+    )
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "kernel limits"
+
+    def __str__(self) -> str:
+        return f"kernel limits of {self.owner}"

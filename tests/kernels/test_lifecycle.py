@@ -7,6 +7,7 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 
 from accounts.models import AuditEvent
 from kernels.models import Kernel
@@ -138,3 +139,22 @@ async def test_kernels_of_a_killed_server_are_cleaned_up(server):
     assert await Kernel.objects.filter(pk=kernel["id"]).aexists()
     await asyncio.to_thread(server)
     assert not await Kernel.objects.filter(pk=kernel["id"]).aexists()
+
+
+async def test_staff_set_per_user_limits_that_new_kernels_get(api_for, kernel_server):
+    from kernels.models import KernelLimits
+
+    api = await api_for("limits-user")
+    user = await User.objects.aget(username="limits-user")
+    await KernelLimits.objects.acreate(owner=user, max_open_files=123, max_kernels=1)
+    kernel = await api.start()
+    status, _, body = await api.call("POST", "api/kernels")
+    assert status == 429 and "at most 1 running kernels" in body["message"]
+    sock = await KernelSocket.open(api, kernel["id"])
+    try:
+        run = await sock.execute(
+            "import resource; resource.getrlimit(resource.RLIMIT_NOFILE)[0]"
+        )
+        assert run.result() == "123"
+    finally:
+        await sock.close()
