@@ -1362,6 +1362,8 @@ def main() -> None:
         for server in servers:
             server.stop()
         kill_strays(workdir)
+    for log in workdir.glob("*.log"):  # the servers' logs, for what went wrong
+        shutil.copy(log, OUT / f"kernels-{log.name}")
     shutil.rmtree(workdir, ignore_errors=True)
     table = render(results, sizes)
     print(table, flush=True)
