@@ -507,6 +507,9 @@ CULL_BUSY = env_bool("CULL_BUSY", False)
 # Scheduling priority of kernels below the server's (nice increment, 0 = same):
 # the server's threads that drain a kernel's output get the CPU first.
 KERNEL_NICE = env_int("KERNEL_NICE", 5)
+# Start ipykernel kernels with no send high-water mark on their sockets, so that
+# a flood of output waits in the kernel instead of being dropped by ZMQ.
+KERNEL_LOSSLESS_IOPUB = env_bool("KERNEL_LOSSLESS_IOPUB", True)
 # Seconds to wait for a new kernel's kernel_info_reply (start, restart, and a
 # WebSocket handshake on a kernel still starting).
 KERNEL_INFO_TIMEOUT = env_int("KERNEL_INFO_TIMEOUT", 60)

@@ -47,6 +47,35 @@ MAX_SOCKET_PATH = 100
 PASSED_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
 
+# ipykernel's iopub is a ZMQ PUB socket: when the pipe to the server is full (its
+# high-water mark, 1000 messages by default) it silently DROPS output; under CPU
+# pressure a flood of prints fills it before the kernel's own I/O thread drains
+# it. ipykernel has no option for it, so a kernelspec that runs
+# ``python -m ipykernel_launcher`` is started through this equivalent entry
+# point, which gives the kernel's sockets no send high-water mark: output waits
+# in the kernel (within its memory limit) instead of being lost.
+IPYKERNEL_BOOT = """\
+import sys
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+import zmq
+_init = zmq.Context.__init__
+def _init_without_send_limit(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self.setsockopt(zmq.SNDHWM, 0)
+zmq.Context.__init__ = _init_without_send_limit
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+"""
+
+
+def lossless_iopub(argv: list[str]) -> list[str]:
+    """Return ``argv`` with ``-m ipykernel_launcher`` replaced by ``IPYKERNEL_BOOT``."""
+    if len(argv) >= 3 and argv[1:3] == ["-m", "ipykernel_launcher"]:
+        return [argv[0], "-c", IPYKERNEL_BOOT, *argv[3:]]
+    return argv
+
+
 def runtime_root() -> Path:
     path = Path(os.path.realpath(settings.DATA_DIR)) / "runtime"
     path.mkdir(mode=0o711, exist_ok=True)
@@ -153,6 +182,8 @@ def _prepare(
     with os.fdopen(fd, "w") as handle:
         json.dump(info, handle)
     argv = command(spec, str(connection_file))
+    if settings.KERNEL_LOSSLESS_IOPUB:
+        argv = lossless_iopub(argv)
     if not os.path.isabs(argv[0]):
         found = shutil.which(argv[0])
         if found is None:

@@ -202,7 +202,11 @@ def _is_python_kernel(pid: int) -> bool:
             argv = handle.read().split(b"\0")
     except OSError:
         return False
-    return b"ipykernel_launcher" in argv and not argv[0].endswith(b"bwrap")
+    return (
+        b"ipykernel" in b" ".join(argv)
+        and b"-f" in argv
+        and argv[0].endswith((b"python", b"python3", b"python3.11"))
+    )
 
 
 def _ns_pid(pid: int) -> int:
