@@ -26,6 +26,7 @@ from accounts import (
 )
 from accounts.forms import TokenForm
 from accounts.middleware import client_address
+from frontend import dashboard
 from jserver.api import api_view, json_body, json_response
 from jserver.errors import BadRequest, JupyterError
 
@@ -268,7 +269,32 @@ def admin_login(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
-    """The user's home page: open JupyterLab or Notebook 7, tokens, account."""
-    token_count = len(tokens.list_tokens(request.user))
-    return render(request, "home.html", {"token_count": token_count})
+    """Show the user's home page; a POST shuts down one of their kernels.
+
+    The page: both front ends, recent notebooks, running kernels (each with a
+    shut-down button), storage against the quota, API tokens, the admin link.
+    """
+    user = request.user
+    if request.method == "POST":
+        kernel_id = request.POST.get("shutdown", "")
+        try:
+            dashboard.shutdown_kernel(user, kernel_id)
+        except JupyterError:
+            messages.error(request, "That kernel is not running (any more).")
+        except TimeoutError:
+            messages.error(request, "The kernel is still shutting down. Reload soon.")
+        else:
+            messages.success(request, "Kernel shut down.")
+        return redirect(settings.BASE_URL)
+    return render(
+        request,
+        "home.html",
+        {
+            "token_count": len(tokens.list_tokens(user)),
+            "notebooks": dashboard.recent_notebooks(user),
+            "kernels": dashboard.running_kernels(user),
+            "storage": dashboard.storage_use(user),
+        },
+    )

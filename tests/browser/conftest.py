@@ -6,9 +6,10 @@
 - ``shots``: ``shots(page, "step")`` saves a screenshot in ``var/browser-screenshots``
   (emptied at the start of each run, printed at its end), with each context's
   request log.
-- ``open_context``: ``open_context(base_url)`` is a fresh browser context (its own
-  cookies) whose traffic is recorded; ``traffic.assert_clean()`` checks it. When
-  a test fails, each open page is screenshotted (``<test>-failed-<n>.png``).
+- ``open_context``: ``open_context(base_url, **options)`` is a fresh browser
+  context (its own cookies; Playwright's context options) whose traffic is
+  recorded; ``traffic.assert_clean()`` checks it. When a test fails, each open
+  page is screenshotted (``<test>-failed-<n>.png``).
 - ``kernel_users``: a list to which a test adds the users whose kernels it may
   start; afterwards each one's kernels are shut down through the API, and no
   kernel process of the data directory may be left.
@@ -209,11 +210,12 @@ def shots(shots_dir, request):
 
 @pytest.fixture
 def open_context(chromium, shots_dir, request) -> Iterator:
-    """Return ``open_context(base_url)``: a new context and its ``Traffic``."""
+    """Return ``open_context(base_url, **options)``: a context and its ``Traffic``."""
     opened = []
 
-    def open_(base_url: str):
-        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    def open_(base_url: str, **options):
+        options.setdefault("viewport", {"width": 1280, "height": 800})
+        context = chromium.new_context(**options)
         traffic = Traffic(base_url)
 
         def on_response(response) -> None:
