@@ -8,6 +8,7 @@ browser context, sees none of it. Every request the front ends make must
 succeed; each step is screenshotted.
 """
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -210,8 +211,19 @@ def test_notebook_flow_in_jupyterlab_and_notebook_7(
     expect_output(cell, "2", 2)
     shots(notebook, "notebook-7")
 
-    # Log out from Notebook 7's File menu (the file browser's tab, which would
-    # go on polling without a session, closed first): the session is over.
+    # The home page lists the notebook and its running kernel.
+    page.goto(base)
+    recent = page.get_by_role("region", name="Recent notebooks")
+    expect(recent.get_by_role("link", name="flow.ipynb", exact=True)).to_be_visible()
+    running = page.get_by_role("region", name="Running kernels")
+    expect(running.get_by_role("link", name="flow.ipynb", exact=True)).to_be_visible()
+    expect(running.get_by_role("button", name=re.compile("^Shut down"))).to_have_count(
+        1
+    )
+    shots(page, "home-after")
+
+    # Log out from Notebook 7's File menu (the home page's tab closed first, as
+    # other pages of the session would go on polling): the session is over.
     page.close()
     notebook.get_by_role("menuitem", name="File", exact=True).click()
     notebook.get_by_role("menuitem", name="Log Out").click()
@@ -220,6 +232,24 @@ def test_notebook_flow_in_jupyterlab_and_notebook_7(
     shots(notebook, "logged-out")
     notebook.goto(base + "lab")
     assert notebook.url == base + "login?next=/lab"
+
+    # In a new browser, after logging in again, the notebook is all there.
+    again, again_traffic = open_context(base)
+    again_traffic.allow_upstream_failure("GET", "api/contents/Untitled.ipynb", 404)
+    back = again.new_page()
+    back.goto(base)
+    log_in(back, "alice")
+    back.wait_for_url(base)
+    recent = back.get_by_role("region", name="Recent notebooks")
+    open_lab(back, recent.get_by_role("link", name="flow.ipynb", exact=True).click)
+    assert back.url == base + "lab/tree/flow.ipynb"
+    cells = notebook_panel(back).locator(".jp-Notebook .jp-CodeCell")
+    expect_output(cells.nth(0), "2", 1)
+    expect_output(cells.nth(1), "hello", 2)
+    expect_output(cells.nth(2), "2", 1)
+    wait_for_idle_kernel(back)
+    shots(back, "back-again")
+    again.close()
 
     # Another user, in another browser, sees none of it.
     other, other_traffic = open_context(base)
@@ -242,4 +272,5 @@ def test_notebook_flow_in_jupyterlab_and_notebook_7(
     assert fetch_json(bob_page, base, "api/contents")[1]["content"] == []
 
     traffic.assert_clean()
+    again_traffic.assert_clean()
     other_traffic.assert_clean()
