@@ -267,6 +267,14 @@ def _tools(bwrap: str | None) -> tuple[_Tools | None, str]:
 def _probe() -> SandboxStatus:
     bwrap = settings.SANDBOX_BWRAP or shutil.which("bwrap")
     helper = shutil.which("slirp4netns")
+    if (
+        helper
+        and os.geteuid() != 0
+        and not os.access("/dev/net/tun", os.R_OK | os.W_OK)
+    ):
+        # Without root, slirp4netns opens /dev/net/tun itself (mode 0600 on
+        # some hosts): the outbound policy cannot work here.
+        helper = None
     cgroup_root, cgroup_reason = _cgroup_root()
     limits: LimitsMechanism = "cgroup v2" if cgroup_root else "rlimits"
     root = os.geteuid() == 0

@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -1009,7 +1010,7 @@ limits = sandbox.Limits(
 
 async def main():
     results = {"status": sandbox.status().reason}
-    for network in ("none", "outbound"):
+    for network in os.environ["NETWORKS"].split(","):
         spec = sandbox.SandboxSpec(
             owner_id=1, owner_root=roots[1], cwd=roots[1], runtime_dir=runtime,
             env={}, limits=limits, network=network,
@@ -1054,6 +1055,10 @@ def test_an_unprivileged_server_sandboxes_kernels_too(
     os.chown(data_dir, uid, uid)
     os.chmod(tmp_path, 0o755)
     address, port, _host_side = outside_host
+    # An unprivileged slirp4netns opens /dev/net/tun itself: some hosts keep it
+    # root-only, and then the outbound policy is (rightly) unavailable.
+    tun_open = stat.S_IMODE(os.stat("/dev/net/tun").st_mode) & 0o006 == 0o006
+    networks = ("none", "outbound") if tun_open else ("none",)
     # A view of this machine where that uid reaches the code and Python (here
     # under root's 0700 home), and nothing of the root server's data.
     view = [
@@ -1106,6 +1111,7 @@ def test_an_unprivileged_server_sandboxes_kernels_too(
             "HOME": str(data_dir),
             "JSERVER_DATA_DIR": str(data_dir),
             "JSERVER_SECRET_KEY": "test-only-" + "k" * 50,
+            "NETWORKS": ",".join(networks),
         },
         capture_output=True,
         text=True,
@@ -1117,11 +1123,12 @@ def test_an_unprivileged_server_sandboxes_kernels_too(
     assert results["mine"] == "kernel"
     secret_key = str(data_dir / "secret_key")
     other = str(data_dir / "users" / "2" / "private.txt")
-    for network in ("none", "outbound"):
+    for network in networks:
         seen = results[network]
         assert seen["uid"] == uid
         assert seen[secret_key] == seen[other] == "FileNotFoundError"
         assert seen["host"] != "connected"
         assert 0 < seen["forked"] < 32
     assert results["none"]["outside"] != "connected"
-    assert results["outbound"]["outside"] == "connected"
+    if tun_open:
+        assert results["outbound"]["outside"] == "connected"
