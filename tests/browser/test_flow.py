@@ -195,6 +195,33 @@ def test_notebook_flow_in_jupyterlab_and_notebook_7(
         page.keyboard.press("Control+s")
     assert response.value.status == 200
 
+    # File > Save and Export Notebook As > HTML: a download, made by nbconvert.
+    page.get_by_role("menuitem", name="File", exact=True).click()
+    page.locator("#jp-mainmenu-file .lm-Menu-item[data-type=submenu]").filter(
+        has_text="Save and Export Notebook As"
+    ).hover()
+    export = page.locator(
+        '.lm-Menu-item[data-command="notebook:export-to-format"]'
+    ).filter(has_text=re.compile(r"^HTML$"))
+    export.click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Sanitize HTML output")  # checked by default
+    # The export opens in a new tab, which turns into a download.
+    with context.expect_event(
+        "response",
+        lambda r: api_path(r.url) == "nbconvert/html/flow.ipynb",
+        timeout=RUN_MS,
+    ) as exported:
+        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    response = exported.value
+    assert response.url.endswith("?download=true&sanitize_html=true")
+    assert response.status == 200
+    headers = response.headers
+    assert headers["content-disposition"] == 'attachment; filename="flow.html"'
+    assert headers["content-security-policy"].endswith("sandbox allow-scripts")
+    html = page.request.get(response.url, headers={"Referer": base + "lab"}).text()
+    assert "<title>flow</title>" in html and "<pre>hello\n</pre>" in html
+
     # Notebook 7: the file browser lists it; open it, run a cell.
     page.goto(base + "tree")
     wait_for_notebook_tree(page)
