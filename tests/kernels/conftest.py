@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 import websockets
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from kernels import protocol
 from tests.factories import make_token, make_user
@@ -216,6 +217,19 @@ class Execution:
 def make_api(server, username: str) -> Api:
     user = make_user(username)
     return Api(server.url, make_token(user))
+
+
+@pytest.fixture(autouse=True)
+def _close_async_orm_connections():
+    """Close what the async ORM opened on asgiref's thread, after each test.
+
+    Outside a request, ``sync_to_async`` runs the ORM on one long-lived thread
+    whose connection nothing else closes; left open, PostgreSQL refuses to drop
+    the test database at the end of the run.
+    """
+    yield
+    executor = SyncToAsync.single_thread_executor
+    executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture
