@@ -531,9 +531,9 @@ class LiveKernel:
             except TimeoutError:
                 log.warning("kernel %s did not shut down in time: killing it", self.id)
         await process.kill()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()  # (not when the watcher itself is declaring it dead)
 
     async def restart(self) -> None:
         """Restart on the same sockets; return once the new kernel answered."""

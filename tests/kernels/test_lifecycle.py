@@ -161,3 +161,46 @@ async def test_staff_set_per_user_limits_that_new_kernels_get(api_for, kernel_se
         assert run.result() == "123"
     finally:
         await sock.close()
+
+
+async def test_a_kernel_that_cannot_come_back_is_declared_dead(server):
+    live = await asyncio.to_thread(server, JSERVER_KERNEL_RESTART_LIMIT="0")
+    api = await sync_to_async(make_api)(live, "dead-user")
+    _, _, session = await api.call(
+        "POST", "api/sessions", {"path": "d.ipynb", "type": "notebook"}
+    )
+    kernel_id = session["kernel"]["id"]
+    sock = await KernelSocket.open(api, kernel_id)
+    try:
+        run = await sock.execute("import os; os.getpid()")
+        assert run.status == "ok"
+        await sock.send(
+            "shell",
+            "execute_request",
+            {
+                "code": "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+            },
+        )
+        _, dead = await sock.wait_for(
+            lambda ch, m: m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "dead",
+            timeout=30,
+        )
+        assert dead["parent_header"] == {}
+        assert dead["header"]["session"] == sock.session_id
+    finally:
+        await sock.close()
+    status, _, _ = await api.call("GET", f"api/kernels/{kernel_id}")
+    assert status == 404
+    _, _, sessions = await api.call("GET", "api/sessions")
+    assert sessions == []
+    died = AuditEvent.objects.filter(action="kernel.died", target=kernel_id)
+    for _ in range(100):  # recorded once the kernel's process is gone
+        if await died.aexists():
+            break
+        await asyncio.sleep(0.1)
+    assert await died.aexists()
