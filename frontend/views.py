@@ -1,8 +1,10 @@
-"""The front ends' pages (JupyterLab, Notebook 7) and the lab APIs they call.
+"""The front ends' pages (JupyterLab, Notebook 7), the lab APIs they call, and
+notebook exports (``/nbconvert``).
 
 Pages need a login (an anonymous visit goes to the login page and comes back);
 ``?token=<t>`` logs the browser in first (``accounts.middleware``). Per-user
-settings and workspaces are served by ``accounts``.
+settings and workspaces are served by ``accounts``; the home dashboard's view is
+``accounts.views.home`` over ``frontend.dashboard``.
 """
 
 import datetime
