@@ -37,11 +37,18 @@ def _url_without_token(request: HttpRequest) -> str:
     return request.path + (f"?{urlencode(query, doseq=True)}" if query else "")
 
 
+# Routes that authenticate a ``?token=`` themselves, as API calls do: a download
+# with a token answers the file, not a login and a redirect.
+_TOKEN_AUTHENTICATED = ("api/", "files/", "nbconvert/", "kernelspecs/")
+
+
 def _wants_token_login(request: HttpRequest) -> bool:
     return (
         request.method in {"GET", "HEAD"}
         and "token" in request.GET
-        and not request.path.startswith(settings.BASE_URL + "api/")
+        and not request.path.startswith(
+            tuple(settings.BASE_URL + prefix for prefix in _TOKEN_AUTHENTICATED)
+        )
     )
 
 

@@ -224,6 +224,24 @@ def test_token_in_page_url_logs_the_browser_in(client, user, token):
     assert client.get("/api/me").json()["identity"]["username"] == "alice"
 
 
+def test_downloads_answer_a_token_in_the_url_without_a_login(client, user, token):
+    from contents.storage import user_root
+
+    (user_root(user) / "x.txt").write_text("hello")
+    response = client.get(f"/files/x.txt?token={token}")
+    assert response.status_code == 200
+    assert (
+        b"".join(
+            response.streaming_content if response.streaming else [response.content]
+        )
+        == b"hello"
+    )
+    response = client.get(f"/kernelspecs/python3/logo-64x64.png?token={token}")
+    assert response.status_code == 200
+    # It authenticated that request only: the browser is not logged in.
+    assert client.get("/api/me").status_code == 403
+
+
 def test_invalid_token_in_page_url_does_not_log_in(client, user):
     response = client.get("/tokens?token=wrong")
     assert response.status_code == 302
