@@ -296,5 +296,14 @@ def home(request: HttpRequest) -> HttpResponse:
             "notebooks": dashboard.recent_notebooks(user),
             "kernels": dashboard.running_kernels(user),
             "storage": dashboard.storage_use(user),
+            "unsandboxed": _sandbox_problem(),
         },
     )
+
+
+def _sandbox_problem() -> str:
+    """Return why kernels run unsandboxed here, or "" (they are sandboxed)."""
+    from kernels import sandbox
+
+    facts = sandbox.status()
+    return "" if facts.available else facts.reason

@@ -224,3 +224,19 @@ def test_times_read_as_just_now_or_how_long_ago(client_for, user):
     html = client_for(user).get("/").content.decode()
     assert ">just now</time>" in section(html, "Recent notebooks")
     assert ">2\xa0hours, 5\xa0minutes ago</time>" in section(html, "Running kernels")
+
+
+def test_home_warns_when_kernels_run_unsandboxed(client_for, user, settings):
+    from kernels import sandbox
+
+    client = client_for(user)
+    if sandbox.status().available:
+        assert "without a sandbox" not in client.get("/").content.decode()
+    settings.SANDBOX_BWRAP = "/nonexistent/bwrap"
+    try:
+        assert not sandbox.status(refresh=True).available
+        page = client.get("/").content.decode()
+        assert "Kernels on this server run without a sandbox" in page
+    finally:
+        settings.SANDBOX_BWRAP = None
+        sandbox.status(refresh=True)
