@@ -165,9 +165,10 @@ is in `bench/sandbox.py`'s section).
   a quarter of the time on this machine). Browsers delay their ACKs the same
   way, so users see it too.
 - The printed lines are bounded by the kernel: ipykernel 7 waits for its IO
-  thread at every `flush`, so no server can go faster than the floor's
-  lines/s, and "1.5x jupyter_server" is only reachable where the reference
-  falls below two thirds of the floor.
+  thread at every `flush`, so no server goes much faster than the floor's
+  lines/s (one run each: they vary by a fifth here), and "1.5x
+  jupyter_server" is only reachable where the reference falls below two
+  thirds of the floor.
 - Throughput counts from sending the `execute_request` until its `idle`;
   lines/s and msg/s are the kernel's output messages (one per printed line,
   one per display) over that time, MB/s their payload. jserver merges
@@ -177,6 +178,20 @@ is in `bench/sandbox.py`'s section).
   content: 100% is the exact text (every line once, in order; every byte),
   every display with its 10 KB, then the `idle`; less is the share of lines,
   displays or leading bytes that arrived intact.
+- jupyter_server leaves ZMQ's default high-water marks (1000 messages) on its
+  iopub sockets, and PUB/SUB drops what goes past them: when it falls behind
+  a flood it loses output, even with its rate limits off (and if the `idle`
+  is lost, the run ends in "no idle"). jserver's iopub reader has no mark.
+- "Connection closed by the server": the server closed the WebSocket rather
+  than send a message. Under jserver, daphne applies
+  `JSERVER_WEBSOCKET_MAX_MESSAGE_SIZE` (10 MiB by default) to the messages it
+  sends as well as to those it receives.
+- "Connection refused": the server dropped the WebSocket handshake. Under
+  jserver, daphne allows a handshake 5 s (its `websocket_handshake_timeout`)
+  while the consumer holds it until the kernel has answered, so a kernel
+  slower than that to start (12 start at once in the concurrent phase) loses
+  its first clients; jupyter_server waits up to its `kernel_info_timeout`
+  (60 s).
 - The concurrent clients share 4 kernels, so executions queue in the
   kernels; executes/s is the successful executions over the wall time.
 - Memory is the change of the server's median VmRSS (5 samples), divided by
