@@ -13,6 +13,7 @@ socket and no other.
 
 import asyncio
 import collections
+import contextlib
 import functools
 import json
 import logging
@@ -39,6 +40,7 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
     session_id = ""
     v1 = False
     flow: "_Flow | None" = None
+    wire: object | None = None
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -67,7 +69,8 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
             IopubRateLimit(self.session_id) if settings.IOPUB_LIMIT_RATE else None
         )
         await self.accept(subprotocol=protocol.V1_SUBPROTOCOL if self.v1 else None)
-        self.flow = _Flow.attach(self.base_send)
+        self.wire = _protocol_of(self.base_send)
+        self.flow = _Flow.attach(self.wire)
         self.kernel = kernel
         self.user = user
         self.sender = asyncio.create_task(self._send_loop())
@@ -123,10 +126,11 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
                 message = queue.popleft()
                 self.queued_bytes -= message.size
                 data = message.v1() if v1 else message.legacy()
-                if isinstance(data, bytes):
-                    await self.send(bytes_data=data)
-                else:
-                    await self.send(text_data=data)
+                with _outgoing_unlimited(self.wire, len(data)):
+                    if isinstance(data, bytes):
+                        await self.send(bytes_data=data)
+                    else:
+                        await self.send(text_data=data)
         except asyncio.CancelledError:
             return
         except Exception:
@@ -222,8 +226,12 @@ class _Flow:
         self.transport = transport
 
     @classmethod
-    def attach(cls, send) -> "_Flow | None":
-        transport = _transport_of(send)
+    def attach(cls, wire) -> "_Flow | None":
+        transport = getattr(wire, "transport", None)
+        for _ in range(3):  # daphne's protocol sits on Twisted's HTTP channel
+            if transport is None or hasattr(transport, "dataBuffer"):
+                break
+            transport = getattr(transport, "transport", None)
         if transport is None or not hasattr(transport, "dataBuffer"):
             return None
         return cls(transport)
@@ -243,21 +251,36 @@ class _Flow:
             await asyncio.sleep(self.POLL)
 
 
-def _transport_of(send) -> object | None:
-    """Find the TCP transport behind an ASGI ``send`` (through session wrappers)."""
+def _protocol_of(send) -> object | None:
+    """Find daphne's WebSocket protocol behind an ASGI ``send`` (through wrappers)."""
     for _ in range(4):
         if isinstance(send, functools.partial):
-            transport = getattr(send.args[0] if send.args else None, "transport", None)
-            for _ in range(3):  # daphne's protocol sits on Twisted's HTTP channel
-                if transport is None or hasattr(transport, "dataBuffer"):
-                    return transport
-                transport = getattr(transport, "transport", None)
-            return None
+            return send.args[0] if send.args else None
         wrapper = getattr(send, "__self__", None)
         send = getattr(wrapper, "real_send", None)
         if send is None:
             return None
     return None
+
+
+@contextlib.contextmanager
+def _outgoing_unlimited(wire, size: int):
+    """Let one message larger than the WebSocket message limit go out.
+
+    daphne's limit (``JSERVER_WEBSOCKET_MAX_MESSAGE_SIZE``, jupyter_server's
+    10 MiB) is meant for what clients send, but autobahn applies it to what the
+    server sends too, and a kernel may well print 50 MB at once. The limit is
+    lifted for the one synchronous write and restored before anything is read.
+    """
+    limit = getattr(wire, "maxMessagePayloadSize", 0)
+    if not limit or size <= limit:
+        yield
+        return
+    wire.maxMessagePayloadSize = 0
+    try:
+        yield
+    finally:
+        wire.maxMessagePayloadSize = limit
 
 
 def _merge_streams(

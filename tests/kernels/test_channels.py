@@ -495,3 +495,21 @@ async def test_iopub_rate_limit_when_enabled(django_db_setup, tmp_path):
     finally:
         await asyncio.to_thread(stop_daphne, live)
     assert not await asyncio.to_thread(wait_no_kernel_processes)
+
+
+@pytest.mark.parametrize("v1", FRAMINGS)
+async def test_output_larger_than_the_message_limit_is_delivered(api_for, v1):
+    api = await api_for("chan-huge-output")
+    kernel = await api.start()
+    sock = await KernelSocket.open(api, kernel["id"], v1=v1)
+    try:
+        size = 12 * 1024 * 1024  # over the 10 MiB WebSocket message limit
+        run = await sock.execute(
+            f"import sys; sys.stdout.write('x' * {size}); sys.stdout.flush()",
+            timeout=120,
+        )
+        assert run.status == "ok"
+        assert run.stream() == "x" * size
+        assert (await sock.execute("'still open'")).result() == "'still open'"
+    finally:
+        await sock.close()

@@ -87,6 +87,9 @@ class Command(BaseCommand):
             websocket_max_frame_size=settings.WEBSOCKET_MAX_MESSAGE_SIZE,
             ping_interval=settings.WEBSOCKET_PING_SECONDS,
             ping_timeout=settings.WEBSOCKET_PING_SECONDS,
+            # A kernel WebSocket's handshake waits for its kernel to answer
+            # (as jupyter_server's does); daphne's default cuts it after 5 s.
+            websocket_handshake_timeout=settings.KERNEL_INFO_TIMEOUT + 5,
             # Kernel sockets and uploads are long-lived; daphne's default cuts
             # HTTP requests after 120 s without a response.
             http_timeout=None,
