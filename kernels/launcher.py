@@ -15,6 +15,7 @@ user's kernel on this machine can connect to it, and a kernel without network
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import secrets
 import shutil
 import signal
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,7 @@ class KernelProcess:
     process: asyncio.subprocess.Process
     sandbox: sandbox.KernelCommand
     runtime_dir: Path
+    relay: asyncio.Task | None = None
 
     @property
     def pid(self) -> int:
@@ -131,6 +134,12 @@ class KernelProcess:
     async def wait(self) -> int:
         """Wait for the process to exit and release its sandbox."""
         code = await self.process.wait()
+        if self.relay is not None:
+            try:  # the pipe closes with the last process holding it
+                async with asyncio.timeout(2):
+                    await asyncio.shield(self.relay)
+            except TimeoutError:
+                self.relay.cancel()
         await self.sandbox.aclose()
         return code
 
@@ -146,6 +155,42 @@ class KernelProcess:
     def memory(self) -> int | None:
         """Return the resident memory of the kernel and its children (bytes)."""
         return process_tree_rss(self.process.pid)
+
+
+# What a kernel writes to its stdout/stderr (tracebacks of a crash, warnings)
+# goes to the server's log, a line at most this long, at most this many lines
+# per minute per kernel; the rest is counted and dropped.
+RELAY_LINE_BYTES = 2000
+RELAY_LINES_PER_MINUTE = 120
+
+
+async def _relay_output(stream: asyncio.StreamReader, kernel_id: str) -> None:
+    window_start, lines, dropped = time.monotonic(), 0, 0
+    try:
+        while True:
+            try:
+                line = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                line = exc.partial
+            except asyncio.LimitOverrunError as exc:
+                line = await stream.readexactly(exc.consumed)
+            if not line:
+                break
+            now = time.monotonic()
+            if now - window_start >= 60:
+                if dropped:
+                    log.warning(
+                        "kernel %s: %d output lines not logged", kernel_id, dropped
+                    )
+                window_start, lines, dropped = now, 0, 0
+            if lines >= RELAY_LINES_PER_MINUTE:
+                dropped += 1
+                continue
+            lines += 1
+            text = line[:RELAY_LINE_BYTES].decode("utf-8", "replace").rstrip()
+            log.info("kernel %s: %s", kernel_id, text.replace("\n", " "))
+    except (OSError, ValueError):
+        return
 
 
 def process_tree_rss(pid: int) -> int | None:
@@ -251,12 +296,20 @@ async def launch(
             pass_fds=kernel_command.pass_fds,
             start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL,
+            # Never the server's own stdout/stderr (its log, which a kernel
+            # could reopen through /proc/self/fd and read or forge): a pipe
+            # the server drains into its log, bounded.
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
     except BaseException:
         await kernel_command.aclose()
         remove_runtime_dir(runtime_dir)
         raise
     kernel = KernelProcess(process, kernel_command, runtime_dir)
+    kernel.relay = asyncio.get_running_loop().create_task(
+        _relay_output(process.stdout, kernel_id), context=contextvars.Context()
+    )
     try:
         await kernel_command.started()
     except BaseException:

@@ -509,27 +509,43 @@ async def test_server_process_and_environment_are_invisible(pair):
         assert not [text for text in texts if secret in text]
 
 
-# The launcher starts kernels with the server's own stdout and stderr, and
-# ipykernel keeps a copy of each: a kernel can write into the server's log, and
-# read it back (other users' names, paths and requests) by reopening
-# /proc/self/fd/<n> when the log file is readable by others, as here.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="hole: kernels inherit the server's stdout and stderr (its log); "
-    "the launcher should give them a pipe that the server relays to its log",
-)
+# A kernel's stdout and stderr are a pipe the server relays to its log, never
+# the server's own (its log file, which the kernel could reopen through
+# /proc/self/fd/<n> and read or forge).
+def _server_descriptors(pid: int) -> tuple[set[str], set[str]]:
+    """Return what the server's descriptors point at, and the pipes it only reads
+    (a kernel's stdout/stderr, whose write end the kernel holds)."""
+    servers, relay = set(), set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            servers.add(target)
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = int(info.read().split("flags:")[1].split()[0], 8)
+            if target.startswith("pipe:[") and flags & os.O_ACCMODE == os.O_RDONLY:
+                relay.add(target)
+    return servers, relay
+
+
 async def test_kernel_holds_no_descriptor_of_the_servers_files(pair):
     async with connected(pair.alice) as sock:
         seen = await probe(sock, {"descriptors": "_descriptors()"})
     descriptors = seen["descriptors"]["value"]
     assert descriptors, seen
     own = (str(pair.alice.root), str(pair.alice.runtime_dir))
+    server_pid = pair.server.process.pid
+    servers, relay = _server_descriptors(server_pid)
     for fd, (kind, target) in descriptors.items():
+        if target in relay:
+            continue
         if kind == "file":  # its history database, say
             assert target.startswith(own), (fd, target)
-        else:  # no network socket of the server's, say its listener
-            assert kind in ("other", "AF_UNIX"), (fd, kind, target)
+        else:  # pipes and sockets: its own (ipykernel listens on its own
+            # loopback), never one the server holds (its log, its listener)
+            shared = target.startswith(("socket:[", "pipe:[", "/")) and not (
+                target.startswith("/dev/")
+            )
+            assert not (shared and target in servers), (fd, kind, target)
 
 
 # ---- the network
