@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from typing import BinaryIO
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -22,13 +22,17 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import render
-from django.utils.crypto import constant_time_compare
 from django.utils.http import http_date
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from accounts import tokens
 from contents import manager
-from jserver.api import api_view, json_body, json_response, request_token
+from jserver.api import (
+    api_view,
+    cross_site_refusal,
+    download_user,
+    json_body,
+    json_response,
+)
 from jserver.errors import BadRequest, NotFound
 
 # /files: user bytes run, if at all, in a sandbox of their own origin.
@@ -160,40 +164,6 @@ def notebooks_redirect(request: HttpRequest, path: str) -> HttpResponse:
 # ---- /files ----------
 
 
-def _files_user(request: HttpRequest) -> tuple[User | None, bool]:
-    """Return the request's user and whether a token authenticated it."""
-    raw = request_token(request)
-    if raw is not None:
-        token = tokens.authenticate_token(raw)
-        return (token.user if token is not None else None), True
-    user = request.user
-    return (user if user.is_authenticated else None), False
-
-
-def _same_site(request: HttpRequest) -> str | None:
-    """Return why a cookie-authenticated ``/files`` request is refused, if it is.
-
-    As jupyter_server: the ``_xsrf`` cookie echoed in ``?_xsrf=`` or a header
-    (JupyterLab's downloads), or a Referer from this host (links in the page);
-    this stops other sites from including users' files (XSSI).
-    """
-    cookie = request.COOKIES.get(settings.CSRF_COOKIE_NAME, "")
-    echoed = (
-        request.GET.get("_xsrf")
-        or request.headers.get("X-XSRFToken")
-        or request.headers.get("X-CSRFToken")
-        or ""
-    )
-    if cookie and echoed and constant_time_compare(cookie, echoed):
-        return None
-    referer = request.headers.get("Referer")
-    if referer and urlsplit(referer).netloc == request.get_host():
-        return None
-    if referer:
-        return f"Blocking Cross Origin request from {referer}."
-    return "Blocking request from unknown origin"
-
-
 def _content_type(name: str) -> str:
     """Return the Content-Type jupyter_server's file handler sends for ``name``."""
     if name.endswith(".ipynb"):
@@ -250,10 +220,10 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
     """
     if request.method not in {"GET", "HEAD"}:
         return HttpResponseNotAllowed(["GET", "HEAD"])
-    user, by_token = _files_user(request)
+    user, by_token = download_user(request)
     if user is None:
         return redirect_to_login(request.get_full_path())
-    if not by_token and (refusal := _same_site(request)):
+    if not by_token and (refusal := cross_site_refusal(request)):
         return _files_error(request, 403, refusal)
     try:
         handle, st, api_path = manager.open_file(path, owner=user)

@@ -10,7 +10,7 @@ settings and workspaces are served by ``accounts``; the home dashboard's view is
 import datetime
 from functools import wraps
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -25,16 +25,21 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 from django.utils.http import content_disposition_header, http_date
 from django.views.decorators.cache import never_cache
 
-from accounts import labsettings, tokens
+from accounts import labsettings
 from contents import manager as contents_manager
 from frontend import exporters, licenses, pageconfig, translations
 from frontend.assets import AppName
 from frontend.pageconfig import NotebookPage
-from jserver.api import api_view, json_body, json_response, request_token
+from jserver.api import (
+    api_view,
+    cross_site_refusal,
+    download_user,
+    json_body,
+    json_response,
+)
 from jserver.errors import BadRequest, JupyterError, NotFound
 
 # Notebook 7's page titles and favicons, as its templates have them.
@@ -220,40 +225,6 @@ def nbconvert_formats(request: HttpRequest, user: User) -> HttpResponse:
 NBCONVERT_CSP = "frame-ancestors 'self'; sandbox allow-scripts"
 
 
-def _request_user(request: HttpRequest) -> tuple[User | None, bool]:
-    """Return the request's user and whether a token (not the cookie) said so."""
-    raw = request_token(request)
-    if raw is not None:
-        token = tokens.authenticate_token(raw)
-        return (token.user if token is not None else None), True
-    user = request.user
-    return (user if user.is_authenticated else None), False
-
-
-def _cross_site_refusal(request: HttpRequest) -> str | None:
-    """Return why a cookie-authenticated download is refused, if it is.
-
-    As jupyter_server for a GET: the ``_xsrf`` cookie echoed (``?_xsrf=`` or a
-    header), or a Referer from this host (JupyterLab opens exports from its
-    page); other sites may not make a user's browser fetch their notebooks.
-    """
-    cookie = request.COOKIES.get(settings.CSRF_COOKIE_NAME, "")
-    echoed = (
-        request.GET.get("_xsrf")
-        or request.headers.get("X-XSRFToken")
-        or request.headers.get("X-CSRFToken")
-        or ""
-    )
-    if cookie and echoed and constant_time_compare(cookie, echoed):
-        return None
-    referer = request.headers.get("Referer")
-    if referer and urlsplit(referer).netloc == request.get_host():
-        return None
-    if referer:
-        return f"Blocking Cross Origin request from {referer}."
-    return "Blocking request from unknown origin"
-
-
 def _sandboxed(response: HttpResponse) -> HttpResponse:
     response["Content-Security-Policy"] = NBCONVERT_CSP
     response["X-Content-Type-Options"] = "nosniff"
@@ -276,10 +247,10 @@ def nbconvert_download(request: HttpRequest, format: str, path: str) -> HttpResp
     """
     if request.method != "GET":
         return _sandboxed(HttpResponseNotAllowed(["GET"]))
-    user, by_token = _request_user(request)
+    user, by_token = download_user(request)
     if user is None:
         return redirect_to_login(request.get_full_path())
-    if not by_token and (refusal := _cross_site_refusal(request)):
+    if not by_token and (refusal := cross_site_refusal(request)):
         return _refusal(request, 403, refusal)
     path = path.strip("/")
     try:

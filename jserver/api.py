@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from inspect import iscoroutinefunction
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -23,6 +24,7 @@ from django.middleware.csrf import (
     REASON_NO_CSRF_COOKIE,
     CsrfViewMiddleware,
 )
+from django.utils.crypto import constant_time_compare
 
 from accounts import tokens
 from jserver import activity
@@ -90,6 +92,45 @@ def request_token(request: HttpRequest) -> str | None:
     if match := _AUTH_HEADER.match(request.headers.get("Authorization", "")):
         return match.group(2)
     return None
+
+
+def download_user(request: HttpRequest) -> tuple[User | None, bool]:
+    """Return a download's user (None: nobody) and whether a token said so.
+
+    For the file routes (``/files``, ``/nbconvert``): a token in the request
+    decides alone; otherwise the session cookie.
+    """
+    raw = request_token(request)
+    if raw is not None:
+        token = tokens.authenticate_token(raw)
+        return (token.user if token is not None else None), True
+    user = request.user
+    return (user if user.is_authenticated else None), False
+
+
+def cross_site_refusal(request: HttpRequest) -> str | None:
+    """Return why a cookie-authenticated download is refused, if it is.
+
+    As jupyter_server for a GET of a file: the ``_xsrf`` cookie echoed in
+    ``?_xsrf=`` or a header (JupyterLab's downloads), or a Referer from this
+    host (links in its pages); other sites may not make a user's browser fetch
+    their files (XSSI).
+    """
+    cookie = request.COOKIES.get(settings.CSRF_COOKIE_NAME, "")
+    echoed = (
+        request.GET.get("_xsrf")
+        or request.headers.get("X-XSRFToken")
+        or request.headers.get("X-CSRFToken")
+        or ""
+    )
+    if cookie and echoed and constant_time_compare(cookie, echoed):
+        return None
+    referer = request.headers.get("Referer")
+    if referer and urlsplit(referer).netloc == request.get_host():
+        return None
+    if referer:
+        return f"Blocking Cross Origin request from {referer}."
+    return "Blocking request from unknown origin"
 
 
 def _user_from_token(request: HttpRequest, token: tokens.ApiToken | None) -> User:
