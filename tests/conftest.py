@@ -10,6 +10,7 @@
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -75,6 +76,9 @@ def database_url() -> str:
     return f"postgresql://{auth}{db['HOST']}{port}/{quote(db['NAME'])}"
 
 
+_KERNEL_OUTPUT = re.compile(r"kernels\.launcher\] kernel [0-9a-f-]{36}: ")
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -85,6 +89,17 @@ class LiveServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def server_log(self) -> str:
+        """The log without the lines relayed from kernels' own output.
+
+        A kernel writes what it likes to its stdout and stderr (a traceback
+        of its own while it is being shut down, say); those lines are the
+        kernel's, not the server's.
+        """
+        return "\n".join(
+            line for line in self.log().splitlines() if not _KERNEL_OUTPUT.search(line)
+        )
 
 
 def start_daphne(tmp_dir: Path, **env: str) -> LiveServer:

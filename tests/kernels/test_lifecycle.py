@@ -122,7 +122,7 @@ async def test_stopping_the_server_shuts_every_kernel_down(server):
     assert time.monotonic() - started < 20
     assert not await asyncio.to_thread(wait_no_kernel_processes, 5)
     assert await Kernel.objects.acount() == 0
-    assert "Traceback" not in live.log()
+    assert "Traceback" not in live.server_log()
 
 
 async def test_kernels_of_a_killed_server_are_cleaned_up(server):
