@@ -163,6 +163,15 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
 
     # ---- client -> kernel
 
+    async def dispatch(self, message) -> None:
+        # Channels' dispatch first closes stale database connections, which is
+        # a round trip to a worker thread; a client's frame touches no
+        # database, so it goes to the kernel without that hop.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
