@@ -19,6 +19,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -41,6 +42,20 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
     v1 = False
     flow: "_Flow | None" = None
     wire: object | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        # No channel layer: a kernel socket is reached through its kernel
+        # host, never through a group. Each event from daphne is then one
+        # awaited receive, where channels' own loop makes a task and an
+        # asyncio.wait per frame (and, on Redis, a channel per socket).
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -65,6 +80,7 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
         self.queued_bytes = 0
         self.wake = asyncio.Event()
         self.closing = False
+        self.sending = False
         self.rate_limit = (
             IopubRateLimit(self.session_id) if settings.IOPUB_LIMIT_RATE else None
         )
@@ -87,6 +103,8 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
             if not allowed:
                 return
         queue = self.queue
+        if not queue and not self.sending and self._write_now(message):
+            return
         if (
             len(queue) >= settings.KERNEL_WS_BACKLOG
             and message.msg_type == "stream"
@@ -98,6 +116,25 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
                 queue[-1] = merged
                 return
         self._enqueue(message)
+
+    def _write_now(self, message: manager.Outgoing) -> bool:
+        """Hand ``message`` to daphne's protocol at once, when nothing waits
+        before it and the client keeps up: the common case of a reply or a
+        status, which then skips the queue and the sender task's wake-up.
+        Return ``False`` when it must be queued (not under daphne, the client
+        behind, the socket closing or closed).
+        """
+        wire, flow = self.wire, self.flow
+        if wire is None or flow is None or self.closing or flow.pending() > flow.LIMIT:
+            return False
+        data = message.v1() if self.v1 else message.legacy()
+        key = "bytes" if isinstance(data, bytes) else "text"
+        try:
+            with _outgoing_unlimited(wire, len(data)):
+                wire.handle_reply({"type": "websocket.send", key: data})
+        except Exception:  # closed meanwhile: queued, so replayed on reconnect
+            return False
+        return True
 
     def _enqueue(self, message: manager.Outgoing) -> None:
         self.queue.append(message)
@@ -126,11 +163,15 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
                 message = queue.popleft()
                 self.queued_bytes -= message.size
                 data = message.v1() if v1 else message.legacy()
-                with _outgoing_unlimited(self.wire, len(data)):
-                    if isinstance(data, bytes):
-                        await self.send(bytes_data=data)
-                    else:
-                        await self.send(text_data=data)
+                self.sending = True
+                try:
+                    with _outgoing_unlimited(self.wire, len(data)):
+                        if isinstance(data, bytes):
+                            await self.send(bytes_data=data)
+                        else:
+                            await self.send(text_data=data)
+                finally:
+                    self.sending = False
         except asyncio.CancelledError:
             return
         except Exception:

@@ -31,6 +31,7 @@ import collections
 import contextlib
 import contextvars
 import datetime
+import functools
 import json
 import logging
 import os
@@ -45,7 +46,6 @@ from pathlib import Path
 from typing import Protocol
 
 import zmq
-import zmq.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -76,6 +76,8 @@ RCVHWM = 0  # unlimited: the readers drain continuously
 NUDGE_INTERVAL = 0.5
 # Messages read from one socket before the reader yields to the event loop.
 READ_BURST = 64
+# How often a send is retried while the kernel's queue is full (it is not reading).
+SEND_RETRY_SECONDS = 0.01
 
 # jupyter_server's MappingKernelManager.untracked_message_types.
 UNTRACKED = frozenset(
@@ -220,7 +222,8 @@ class LiveKernel:
         self.replay_size = 0
         self.ready = asyncio.Event()
         self.gone = False
-        self._sockets: dict[str, zmq.asyncio.Socket] = {}
+        self._sockets: dict[str, zmq.Socket] = {}
+        self._readers: dict[str, _Reader] = {}
         self._tasks: list[asyncio.Task] = []
         self._watcher: asyncio.Task | None = None
         self._intentional = False  # the current process is being stopped on purpose
@@ -292,31 +295,12 @@ class LiveKernel:
                 sock.setsockopt(zmq.SUBSCRIBE, b"")
             sock.connect(launcher.endpoint(self.info, channel))
             self._sockets[channel] = sock
-            self._tasks.append(_spawn(self._read(channel, sock)))
-
-    async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
-        """Read one socket for the kernel's lifetime.
-
-        One awaited receive, then whatever else is already waiting is taken
-        without a future each (a flood is drained in bursts of ``READ_BURST``),
-        then the loop yields so that other sockets, kernels and clients run.
-        """
-        handle = self._on_iopub if channel == "iopub" else self._on_reply
-        raw = zmq.Socket.shadow(sock.underlying)
-        try:
-            while True:
-                frames = await sock.recv_multipart(copy=True)
-                for _ in range(READ_BURST):
-                    self._handle(channel, handle, frames)
-                    try:
-                        frames = raw.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
-                        break
-                else:
-                    self._handle(channel, handle, frames)
-                    await asyncio.sleep(0)
-        except (asyncio.CancelledError, zmq.ZMQError):
-            return
+            handle = self._on_iopub if channel == "iopub" else self._on_reply
+            self._readers[channel] = _Reader(
+                self.host.loop,
+                sock,
+                functools.partial(self._handle, channel, handle),
+            )
 
     def _handle(self, channel: str, handle: Callable, frames: list[bytes]) -> None:
         try:
@@ -426,11 +410,32 @@ class LiveKernel:
     # ---- clients -> kernel
 
     async def send(self, channel: str, parts: list[bytes]) -> None:
-        """Sign ``parts`` and send them to the kernel on ``channel``."""
+        """Sign ``parts`` and send them to the kernel on ``channel``.
+
+        While the kernel does not take its messages (ZMQ's send queue is
+        full), the send is retried every ``SEND_RETRY_SECONDS``; it is dropped
+        if the socket closes meanwhile (the kernel was shut down).
+        """
         sock = self._sockets.get(channel)
         if sock is None:
             return
-        await sock.send_multipart(protocol.to_zmq(self.key, parts), copy=False)
+        frames = protocol.to_zmq(self.key, parts)
+        try:
+            while True:
+                try:
+                    sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                    return
+                except zmq.Again:
+                    await asyncio.sleep(SEND_RETRY_SECONDS)
+                    if self._sockets.get(channel) is not sock:
+                        return
+                except zmq.ZMQError:  # closed under us
+                    return
+        finally:
+            # A send may consume the socket's readable signal (see _Reader).
+            reader = self._readers.get(channel)
+            if reader is not None:
+                reader.schedule()
 
     def attach(self, connection: Connection) -> None:
         """Register a client; replay what its session missed, then go live.
@@ -598,6 +603,9 @@ class LiveKernel:
         await self._stop_process(restart=False)
         for task in self._tasks:
             task.cancel()
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
         for sock in self._sockets.values():
             sock.close(linger=0)
         self._sockets.clear()
@@ -611,12 +619,71 @@ class LiveKernel:
             )
 
 
+class _Reader:
+    """Reads one kernel socket from the event loop, without a task or futures.
+
+    ZMQ signals a socket's descriptor when its state changed, not while a
+    message waits, and any operation on the socket (a send included) may take
+    that signal. So a read drains the socket until it is empty, at most
+    ``READ_BURST`` messages per turn of the loop (the rest on the next turn,
+    so that other sockets, kernels and clients run), and every send on the
+    socket schedules a drain. The callbacks run in a context of their own,
+    not the one of the request that started the kernel.
+    """
+
+    __slots__ = ("loop", "sock", "on_frames", "fd", "context", "scheduled", "closed")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: zmq.Socket,
+        on_frames: Callable[[list[bytes]], None],
+    ) -> None:
+        self.loop, self.sock, self.on_frames = loop, sock, on_frames
+        self.fd = sock.getsockopt(zmq.FD)
+        self.context = contextvars.Context()
+        self.scheduled = self.closed = False
+        self.context.run(loop.add_reader, self.fd, self.drain)
+        self.schedule()  # the descriptor may have been signalled already
+
+    def schedule(self) -> None:
+        """Drain on the next turn of the loop (once, however often asked)."""
+        if not self.scheduled and not self.closed:
+            self.scheduled = True
+            self.loop.call_soon(self._scheduled, context=self.context)
+
+    def _scheduled(self) -> None:
+        self.scheduled = False
+        self.drain()
+
+    def drain(self) -> None:
+        recv = self.sock.recv_multipart
+        for _ in range(READ_BURST):
+            if self.closed:
+                return
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:  # closed
+                self.close()
+                return
+            self.on_frames(frames)
+        self.schedule()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.fd)
+
+
 class KernelHost:
     """Every kernel this process runs, on one event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.context = zmq.asyncio.Context()
+        self.context = zmq.Context()
         self.kernels: dict[str, LiveKernel] = {}
         self._starting: dict[int, int] = collections.Counter()
         self._housekeeper: asyncio.Task | None = None
