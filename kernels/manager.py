@@ -149,6 +149,18 @@ class Outgoing:
             self._v1 = protocol.build_v1(self.channel, self.parts)
         return self._v1
 
+    def v1_pieces(self) -> list[bytes]:
+        """The v1 frame in pieces, to be written one after the other."""
+        return protocol.v1_pieces(self.channel, self.parts)
+
+    def legacy_payload(self) -> tuple[bytes, bool]:
+        """The legacy frame as bytes, and whether it is binary (else UTF-8 text)."""
+        frame = self.legacy()
+        if isinstance(frame, bytes):
+            return frame, True
+        encoded = frame.encode()
+        return encoded, False
+
     def legacy(self) -> str | bytes:
         if self._legacy is None:
             self._legacy = protocol.build_legacy(

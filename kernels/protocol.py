@@ -108,6 +108,12 @@ def build_v1(channel: str, parts: Sequence[bytes]) -> bytes:
 
     ``parts`` may be any bytes-like objects (ZMQ frames received without copy).
     """
+    return b"".join(v1_pieces(channel, parts))
+
+
+def v1_pieces(channel: str, parts: Sequence[bytes]) -> list[bytes]:
+    """Return the v1 frame of a message as pieces to be written one after the
+    other (its offsets, the channel, the parts), without joining them."""
     raw_channel = _channel_bytes(channel)
     _check_part_count(parts)
     count = len(parts) + 2
@@ -117,7 +123,18 @@ def build_v1(channel: str, parts: Sequence[bytes]) -> bytes:
         end += memoryview(part).nbytes
         offsets.append(end)
     head = struct.pack(f"<{count + 1}Q", count, *offsets)
-    return b"".join((head, raw_channel, *parts))
+    return [head, raw_channel, *parts]
+
+
+def websocket_header(length: int, *, binary: bool) -> bytes:
+    """Return the header of an unmasked, unfragmented WebSocket data frame (a
+    server's, binary or text) carrying ``length`` bytes (RFC 6455, 5.2)."""
+    first = 0x82 if binary else 0x81  # FIN, opcode 2 (binary) or 1 (text)
+    if length <= 125:
+        return struct.pack("!BB", first, length)
+    if length <= 0xFFFF:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
 
 
 # --- legacy (no subprotocol) ------------------------------------------------------

@@ -669,3 +669,27 @@ def test_to_and_from_websocket_round_trip(v1, buffers):
 def test_from_websocket_refuses_text_in_v1():
     with pytest.raises(FrameError, match="binary"):
         protocol.from_websocket('{"header": {}}', v1=True)
+
+
+@pytest.mark.parametrize(
+    ("length", "binary", "expected"),
+    [
+        # RFC 6455 5.2: FIN and the opcode, then the length in 7 bits, or 126
+        # and 16 bits, or 127 and 64 bits, network order; no mask from a server.
+        (0, True, b"\x82\x00"),
+        (125, True, b"\x82\x7d"),
+        (126, True, b"\x82\x7e\x00\x7e"),
+        (65535, False, b"\x81\x7e\xff\xff"),
+        (65536, True, b"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+        (50_000_000, False, b"\x81\x7f" + (50_000_000).to_bytes(8, "big")),
+    ],
+)
+def test_websocket_header(length, binary, expected):
+    assert protocol.websocket_header(length, binary=binary) == expected
+
+
+def test_v1_pieces_join_to_the_v1_frame():
+    parts = [b'{"msg_type":"x"}', b"{}", b"{}", b'{"a":1}', b"\x00\x01"]
+    pieces = protocol.v1_pieces("iopub", parts)
+    assert b"".join(pieces) == protocol.build_v1("iopub", parts)
+    assert protocol.parse_v1(b"".join(pieces)) == ("iopub", parts)
