@@ -9,6 +9,7 @@ rows against the disk before answering (files a kernel removed disappear).
 
 import datetime
 import os
+import time
 from collections.abc import Iterable
 from stat import S_ISREG
 from typing import Literal
@@ -16,8 +17,11 @@ from typing import Literal
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Model, Q, QuerySet
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
+from contents import backlog
 from contents.models import ContentsEntry, DeletedItem, path_digest
 from contents.storage import Storage, split_api_path
 from jserver.errors import NotFound
@@ -72,6 +76,38 @@ _SEEN = PreparedSelect(
 )
 
 
+# Files whose row this process wrote, or found current, lately: a read of a
+# file still the same (inode, size, modification time) needs no database.
+# Per owner: path -> (type, inode, size, st_mtime_ns, monotonic deadline).
+# Forgotten when this process changes the owner's rows otherwise; a change
+# made elsewhere is seen within KNOWN_SECONDS.
+KNOWN_SECONDS = 60
+KNOWN_PER_OWNER = 1000
+_known: dict[int, dict[str, tuple]] = {}
+
+
+def is_known(owner_id: int, path: str, type: EntryType, stat: os.stat_result) -> bool:
+    """Return whether ``path``'s row is current for the file ``stat`` describes."""
+    found = _known.get(owner_id, {}).get(path)
+    return (
+        found is not None
+        and found[:4] == (type, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        and found[4] > time.monotonic()
+    )
+
+
+def _remember(owner_id: int, path: str, type: EntryType, stat: os.stat_result) -> None:
+    paths = _known.get(owner_id)
+    if paths is None or len(paths) >= KNOWN_PER_OWNER:
+        paths = _known[owner_id] = {}
+    deadline = time.monotonic() + KNOWN_SECONDS
+    paths[path] = (type, stat.st_ino, stat.st_size, stat.st_mtime_ns, deadline)
+
+
+def _forget_known(owner_id: int) -> None:
+    _known.pop(owner_id, None)
+
+
 def record(
     owner: User, path: str, *, type: EntryType, stat: os.stat_result, digest: str
 ) -> None:
@@ -85,13 +121,14 @@ def record(
         "updated": timezone.now(),
     }
     key = path_digest(path)
-    if _UPDATE_LIVE.run(values, owner=owner.pk, path_digest=key):
-        return
-    try:
-        with transaction.atomic():
-            ContentsEntry.objects.create(owner=owner, path_digest=key, **values)
-    except IntegrityError:  # created meanwhile by another request
-        _live(owner).filter(path_digest=key).update(**values)
+    _forget_known(owner.pk)  # until written
+    if not _UPDATE_LIVE.run(values, owner=owner.pk, path_digest=key):
+        try:
+            with transaction.atomic():
+                ContentsEntry.objects.create(owner=owner, path_digest=key, **values)
+        except IntegrityError:  # created meanwhile by another request
+            _live(owner).filter(path_digest=key).update(**values)
+    _remember(owner.pk, path, type, stat)
 
 
 def seen(
@@ -106,18 +143,21 @@ def seen(
         and row.last_modified == moment(stat.st_mtime)
         and row.hash == digest
     ):
+        _remember(owner.pk, path, type, stat)
         return
     record(owner, path, type=type, stat=stat, digest=digest)
 
 
 def forget(owner: User, path: str) -> None:
     """Drop the rows of ``path`` and below (gone from the disk)."""
+    _forget_known(owner.pk)
     for row in rows_under(_live(owner), path):
         row.delete()
 
 
 def move(owner: User, old: str, new: str) -> None:
     """Follow a rename of ``old`` (a file or a directory) to ``new``."""
+    _forget_known(owner.pk)
     rows = rows_under(_live(owner), old)
     if not rows:
         return
@@ -137,12 +177,14 @@ def _drop_live(owner: User, paths: Iterable[str]) -> None:
 
 def mark_deleted(owner: User, path: str, item: DeletedItem) -> None:
     """Attach the rows of ``path`` and below to a deleted item."""
+    _forget_known(owner.pk)
     rows = rows_under(_live(owner), path)
     ContentsEntry.objects.filter(pk__in=[row.pk for row in rows]).update(deleted=item)
 
 
 def mark_restored(item: DeletedItem, path: str) -> None:
     """Make a deleted item's rows live again, at ``path`` (its new place)."""
+    _forget_known(item.owner_id)
     rows = list(item.entries.all())
     if not rows:
         return
@@ -164,6 +206,8 @@ def recent_files(
     ``last_modified`` (aware UTC) and ``hash`` (empty when the file changed
     outside the API since it was indexed).
     """
+    backlog.settle(owner.pk)
+    _forget_known(owner.pk)  # rows of files gone or changed are fixed below
     queryset = _live(owner).order_by("-last_modified")
     if type is not None:
         queryset = queryset.filter(type=type)
@@ -186,3 +230,8 @@ def recent_files(
         found.append(row)
     found.sort(key=lambda row: row.last_modified, reverse=True)
     return found[:limit]
+
+
+@receiver([post_save, post_delete], sender=ContentsEntry)
+def _entry_changed(sender, instance: ContentsEntry, **kwargs) -> None:
+    _forget_known(instance.owner_id)  # staff edited rows in the admin, say

@@ -14,6 +14,11 @@ Events (``/api/events/subscribe``) are emitted where jupyter_server emits
 them, with its contents schema: ``get``, ``save`` (also for each upload
 chunk), ``rename``, ``copy`` and ``delete``; ``create`` when staff restore a
 deleted item.
+
+Database bookkeeping no answer depends on (index rows, automatic
+checkpoints, trust signatures, and the hashes only they need) is deferred
+until the response is sent (``contents.backlog``); functions that read or
+change a user's rows settle that user's deferred work first.
 """
 
 import base64
@@ -36,7 +41,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from nbformat.v4 import new_notebook
 
-from contents import history, index, notebooks
+from contents import backlog, history, index, notebooks
 from contents.models import DeletedItem, Upload, path_digest
 from contents.storage import (
     PartialFile,
@@ -257,11 +262,15 @@ def _get(
         data, st = storage.read(parts)
     except IsADirectoryError:
         raise Missing(path) from None
-    digest = hashlib.sha256(data).hexdigest()
+    owner = storage.owner
+    digest = None
+    if require_hash or (content and kind == "notebook"):
+        digest = hashlib.sha256(data).hexdigest()
     model = _model(path, kind, st)
     if content and kind == "notebook":
         nb, message = notebooks.parse(data, path)
-        notebooks.mark_trusted(nb, notebooks.is_trusted(storage.owner, digest))
+        backlog.settle(owner.pk)  # a signature of a save just answered
+        notebooks.mark_trusted(nb, notebooks.is_trusted(owner, digest))
         model.update(content=nb, format="json")
         if message:
             model["message"] = message
@@ -275,8 +284,46 @@ def _get(
             )
     if require_hash:
         model.update(hash=digest, hash_algorithm=HASH_ALGORITHM)
-    index.seen(storage.owner, path, type=kind, stat=st, digest=digest)
+    if not index.is_known(owner.pk, path, kind, st):
+        _defer_seen(storage, path, kind, st, data, digest)
     return model
+
+
+def _defer_seen(
+    storage: Storage,
+    path: str,
+    kind: Literal["notebook", "file"],
+    st: os.stat_result,
+    data: bytes,
+    digest: str | None,
+) -> None:
+    owner = storage.owner
+
+    def work() -> None:
+        if _still_there(storage, path, st):
+            found = digest or hashlib.sha256(data).hexdigest()
+            index.seen(owner, path, type=kind, stat=st, digest=found)
+
+    backlog.defer(owner.pk, work)
+
+
+def _still_there(storage: Storage, path: str, st: os.stat_result) -> bool:
+    """Return whether the file at ``path`` is still the one ``st`` describes.
+
+    Deferred bookkeeping records a file only then: one renamed, deleted or
+    written again meanwhile (by another process) is recorded by whoever did
+    that, or healed by ``index.recent_files``.
+    """
+    try:
+        now = storage.lookup(split_api_path(path))
+    except (OSError, NotFound):
+        return False
+    return (now.st_dev, now.st_ino, now.st_mtime_ns, now.st_size) == (
+        st.st_dev,
+        st.st_ino,
+        st.st_mtime_ns,
+        st.st_size,
+    )
 
 
 def _file_content(data: bytes, format: str | None, path: str) -> dict[str, str]:
@@ -399,25 +446,35 @@ def _write(
 
 
 def _after_write(
-    owner: User,
+    storage: Storage,
     path: str,
     data: bytes,
     st: os.stat_result,
     *,
     kind: Literal["notebook", "file"],
     checkpoint: bool,
-) -> str:
-    """Index a file just written and take its automatic checkpoint; return its
-    digest. The file is saved: a database failure here is logged, not raised.
+    sign: bool = False,
+) -> None:
+    """Index a file just written, take its automatic checkpoint and, with
+    ``sign``, record that its owner trusts it: after the response
+    (``backlog``). The file is saved: a database failure here is logged, not
+    raised.
     """
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        index.record(owner, path, type=kind, stat=st, digest=digest)
-        if checkpoint:
-            history.take_on_save(owner, path, data, st, digest)
-    except Exception:
-        log.exception("could not record the save of %s in the database", path)
-    return digest
+    owner = storage.owner
+
+    def work() -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            if sign:
+                notebooks.sign(owner, digest)
+            if _still_there(storage, path, st):
+                index.record(owner, path, type=kind, stat=st, digest=digest)
+                if checkpoint:
+                    history.take_on_save(owner, path, data, st, digest)
+        except Exception:
+            log.exception("could not record the save of %s in the database", path)
+
+    backlog.defer(owner.pk, work)
 
 
 def _decode(model: dict[str, Any], path: str) -> bytes:
@@ -462,15 +519,15 @@ def save(model: dict[str, Any], path: str, *, owner: User) -> ContentsModel:
                 f"Unexpected error while saving file: {path} {error}"
             ) from None
         st = _write(storage, parts, path, data)
-        digest = _after_write(owner, path, data, st, kind="notebook", checkpoint=True)
-        if trusted:
-            notebooks.sign(owner, digest)
+        _after_write(
+            storage, path, data, st, kind="notebook", checkpoint=True, sign=trusted
+        )
     elif kind == "file":
         data = _decode(model, path)
         message = None
         st = _write(storage, parts, path, data)
         _after_write(
-            owner,
+            storage,
             path,
             data,
             st,
@@ -796,17 +853,26 @@ def _upload_model(
 
 
 def _index_file(storage: Storage, path: str) -> None:
-    """Index a file written in pieces, hashing it from the disk."""
-    try:
-        handle, st = storage.open_file(split_api_path(path))
-        with handle:
-            hasher = hashlib.sha256()
-            while block := handle.read(1024 * 1024):
-                hasher.update(block)
-        kind = "notebook" if path.endswith(".ipynb") else "file"
-        index.record(storage.owner, path, type=kind, stat=st, digest=hasher.hexdigest())
-    except Exception:
-        log.exception("could not index %s", path)
+    """Index a file written in pieces, hashing it from the disk, after the
+    response (``backlog``)."""
+
+    def work() -> None:
+        try:
+            handle, st = storage.open_file(split_api_path(path))
+        except (FileNotFoundError, NotADirectoryError, NotFound):
+            return  # gone meanwhile: nothing to index
+        try:
+            with handle:
+                hasher = hashlib.sha256()
+                while block := handle.read(1024 * 1024):
+                    hasher.update(block)
+            kind = "notebook" if path.endswith(".ipynb") else "file"
+            digest = hasher.hexdigest()
+            index.record(storage.owner, path, type=kind, stat=st, digest=digest)
+        except Exception:
+            log.exception("could not index %s", path)
+
+    backlog.defer(storage.owner.pk, work)
 
 
 # ---- copies, renames, deletes ----------
@@ -861,16 +927,35 @@ def copy(from_path: str, to_path: str, *, owner: User) -> ContentsModel:
         ) from None
     guard.done()
     kind = _kind(to_path, st)
-    try:
-        index.record(owner, to_path, type=kind, stat=st, digest=hasher.hexdigest())
-        if kind == "notebook" and st.st_size <= settings.CHECKPOINT_MAX_BYTES:
-            data, st = storage.read(target)
-            history.take_on_save(owner, to_path, data, st, hasher.hexdigest())
-    except Exception:
-        log.exception("could not record the copy %s in the database", to_path)
+    _after_copy(storage, target, to_path, kind, st, hasher.hexdigest())
     _emit(owner, {"action": "save", "path": to_path})
     _emit(owner, {"action": "copy", "path": to_path, "source_path": from_path})
     return _model(to_path, kind, st)
+
+
+def _after_copy(
+    storage: Storage,
+    target: list[str],
+    path: str,
+    kind: ContentsType,
+    st: os.stat_result,
+    digest: str,
+) -> None:
+    """Index a copy and take a copied notebook's checkpoint, after the response."""
+    owner = storage.owner
+
+    def work() -> None:
+        try:
+            if not _still_there(storage, path, st):
+                return
+            index.record(owner, path, type=kind, stat=st, digest=digest)
+            if kind == "notebook" and st.st_size <= settings.CHECKPOINT_MAX_BYTES:
+                data, now = storage.read(target)
+                history.take_on_save(owner, path, data, now, digest)
+        except Exception:
+            log.exception("could not record the copy %s in the database", path)
+
+    backlog.defer(owner.pk, work)
 
 
 def _hashing_copy(source: int, hasher: Any) -> Callable[[int], None]:
@@ -947,6 +1032,7 @@ def rename(old_path: str, new_path: str, *, owner: User) -> None:
         return
     if _is_hidden(old) or _is_hidden(new):
         raise BadRequest(f"Cannot rename file or directory {_shown(old_path)}")
+    backlog.settle(owner.pk)  # rows of saves just answered move along
     storage = Storage(owner)
     try:
         storage.rename(old, new)
@@ -984,6 +1070,7 @@ def delete(path: str, *, owner: User) -> DeletedItem:
         raise BadRequest(f"Cannot delete file or directory {_shown(path)}")
     if not parts:
         raise BadRequest("Can't delete root")
+    backlog.settle(owner.pk)  # rows of saves just answered go with the file
     storage = Storage(owner)
     try:
         trash_name, st, size = storage.trash(parts)
@@ -1014,6 +1101,7 @@ def restore_deleted(item: DeletedItem) -> str:
     if item.restored_at is not None:
         raise Conflict(f"{item.path} was already restored to {item.restored_path}")
     owner = item.owner
+    backlog.settle(owner.pk)
     storage = Storage(owner)
     parts = split_api_path(item.path)
     directory, name = parts[:-1], parts[-1]
@@ -1063,6 +1151,7 @@ def list_checkpoints(path: str, *, owner: User) -> list[CheckpointModel]:
     parts = split_api_path(path)
     if _is_hidden(parts):
         return []
+    backlog.settle(owner.pk)
     return [_checkpoint_model(c) for c in history.checkpoints(owner, _join(parts))]
 
 
@@ -1089,6 +1178,7 @@ def create_checkpoint(path: str, *, owner: User) -> CheckpointModel:
     """Take a checkpoint of a file's current content."""
     parts = split_api_path(path)
     path = _join(parts)
+    backlog.settle(owner.pk)
     data, st = _read_for_checkpoint(Storage(owner), parts, path)
     return _checkpoint_model(history.take(owner, path, data, st, reason="manual"))
 
@@ -1099,6 +1189,7 @@ def restore_checkpoint(checkpoint_id: str, path: str, *, owner: User) -> None:
     """
     parts = split_api_path(path)
     path = _join(parts)
+    backlog.settle(owner.pk)
     checkpoint = None if _is_hidden(parts) else history.find(owner, path, checkpoint_id)
     if checkpoint is None:
         raise NotFound(f"Checkpoint does not exist: {path}@{checkpoint_id}")
@@ -1112,7 +1203,7 @@ def restore_checkpoint(checkpoint_id: str, path: str, *, owner: User) -> None:
         history.take(owner, path, current, current_stat, reason="restore")
     st = _write(storage, parts, path, data)
     kind = _kind(path, st)
-    _after_write(owner, path, data, st, kind=kind, checkpoint=False)
+    _after_write(storage, path, data, st, kind=kind, checkpoint=False)
     _emit(owner, {"action": "save", "path": path})
 
 
@@ -1120,6 +1211,7 @@ def delete_checkpoint(checkpoint_id: str, path: str, *, owner: User) -> None:
     """Delete one checkpoint of a file."""
     parts = split_api_path(path)
     path = _join(parts)
+    backlog.settle(owner.pk)
     if _is_hidden(parts) or not history.delete(owner, path, checkpoint_id):
         raise NotFound(f"Checkpoint does not exist: {path}@{checkpoint_id}")
 
@@ -1138,4 +1230,5 @@ def trust_notebook(path: str, *, owner: User) -> None:
         raise BadRequest(f"{path} is not a notebook", reason="bad type")
     notebooks.parse(data, path)
     log.warning("Trusting notebook %s", path)
+    backlog.settle(owner.pk)
     notebooks.sign(owner, hashlib.sha256(data).hexdigest())

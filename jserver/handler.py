@@ -23,8 +23,13 @@ changes where it runs:
   still runs on daphne's event loop (``async_to_sync`` from the worker), as
   under Django's handler, so the kernels' ``zmq.asyncio`` sockets stay on
   their loop; a client that disconnects cancels it, as under Django's.
-- Work that need not delay the response (server events) is queued with
-  ``after_response`` and runs on the loop once the response is sent.
+- Work that need not delay the response is queued: server events with
+  ``after_response``, which runs them on the loop once the response is sent;
+  synchronous bookkeeping (the contents index) with
+  ``after_response_on_worker``, which runs it on the request's worker once the
+  response is sent, before that worker is lent again. The request's database
+  connection serves that work too: a response whose request queued some is
+  closed (``request_finished``) after it, not before the bytes go out.
 - At most ``HTTP_THREADS`` requests are in Django at once; a request finding
   every worker busy waits for one at most ``HTTP_QUEUE_SECONDS``, then gets a
   503 with ``Retry-After``. A worker is held for the whole request, async views
@@ -61,6 +66,7 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.asgi import get_script_prefix
+from django.db import close_old_connections
 from django.http import FileResponse, HttpResponse
 from django.urls import set_script_prefix
 
@@ -75,21 +81,47 @@ WORKER_EXIT_SECONDS = 10
 
 
 class _Callbacks:
-    """What to run on the loop once a request's response is sent."""
+    """What to run once a request's response is sent: on the loop, on the worker."""
 
     def __init__(self) -> None:
         self.pending: list[Callable[[], None]] = []
         self.closed = False
+        self.on_worker: list[Callable[[], None]] = []
+        self.worker_closed = False
+        # A non-streaming response left open for the work on the worker.
+        self.unclosed: HttpResponse | None = None
 
     def run(self) -> None:
         """Run the pending callbacks in order; later ones are refused."""
         self.closed = True
-        for callback in self.pending:
-            try:
-                callback()
-            except Exception:
-                log.exception("a callback after a response failed")
-        self.pending.clear()
+        _run_all(self.pending)
+
+    def run_on_worker(self) -> None:
+        """Run the worker's callbacks in order, then close the request.
+
+        On the request's worker thread, after everything else the request
+        ran there; later callbacks are refused. Closing the response sends
+        ``request_finished``, which releases the database connection; without
+        a response left open, the connections the callbacks used are released
+        as ``request_finished`` would.
+        """
+        self.worker_closed = True
+        ran = bool(self.on_worker)
+        _run_all(self.on_worker)
+        response, self.unclosed = self.unclosed, None
+        if response is not None:
+            response.close()
+        elif ran:
+            close_old_connections()
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("a callback after a response failed")
+    callbacks.clear()
 
 
 _after_response: contextvars.ContextVar[_Callbacks] = contextvars.ContextVar(
@@ -110,6 +142,24 @@ def after_response(callback: Callable[[], None]) -> bool:
     if callbacks is None or callbacks.closed:
         return False
     callbacks.pending.append(callback)
+    return True
+
+
+def after_response_on_worker(callback: Callable[[], None]) -> bool:
+    """Run ``callback`` on the request's worker thread once its response is sent.
+
+    For synchronous work (database bookkeeping) the client's answer does not
+    depend on. Callbacks run in the order they were added, also when the
+    client went away, before the worker serves another request, on the
+    request's database connection. Return ``False`` (and do nothing) outside a
+    request served by this handler (Django's test client, a management
+    command), or once its callbacks have run: the caller then does the work
+    itself, at once.
+    """
+    callbacks = _after_response.get(None)
+    if callbacks is None or callbacks.worker_closed:
+        return False
+    callbacks.on_worker.append(callback)
     return True
 
 
@@ -264,13 +314,18 @@ class WorkerPool:
         self._idle.append(worker)
 
     def release_when_idle(
-        self, worker: Worker, then: Callable[[], None] | None = None
+        self,
+        worker: Worker,
+        then: Callable[[], None] | None = None,
+        *,
+        last: Callable[[], None] | None = None,
     ) -> None:
         """Release ``worker`` (and call ``then``) once its current call returned.
 
         Used when a request is cancelled while its synchronous part runs: a
         thread cannot be interrupted, and the next borrower must not queue
-        behind it unknowingly.
+        behind it unknowingly. ``last`` runs on the worker before it is
+        released (the request's work after its response).
         """
 
         def done(_: asyncio.Future) -> None:
@@ -278,7 +333,8 @@ class WorkerPool:
             if then is not None:
                 then()
 
-        asyncio.wrap_future(worker.submit(_nothing)).add_done_callback(done)
+        future = worker.submit(last or _nothing)
+        asyncio.wrap_future(future).add_done_callback(done)
 
     def close(self) -> None:
         """Stop every worker after its current call (at exit, within a bound)."""
@@ -331,13 +387,22 @@ class ASGIHandler(DjangoASGIHandler):
         except BaseException:
             # The worker may still be running the request: it is lent again,
             # and the request's callbacks run, once it has returned.
-            self.workers.release_when_idle(worker, then=callbacks.run)
+            self.workers.release_when_idle(
+                worker, then=callbacks.run, last=callbacks.run_on_worker
+            )
             raise
-        if answered:
+        if not answered:
+            self.workers.release_when_idle(
+                worker, then=callbacks.run, last=callbacks.run_on_worker
+            )
+        elif callbacks.on_worker or callbacks.unclosed is not None:
+            # The response is out: the request's remaining work runs on its
+            # worker while the loop goes on; the worker is lent again after.
+            callbacks.run()
+            self.workers.release_when_idle(worker, last=callbacks.run_on_worker)
+        else:
             self.workers.release(worker)
             callbacks.run()
-        else:
-            self.workers.release_when_idle(worker, then=callbacks.run)
 
     async def _serve(self, worker: Worker, scope, body_file, receive, send) -> bool:
         """Answer on ``worker``; return ``False`` if the client left first."""
@@ -392,8 +457,10 @@ class ASGIHandler(DjangoASGIHandler):
         """Answer the request synchronously, on the borrowed worker's thread.
 
         A non-streaming response is closed here (which sends
-        ``request_finished``) before the loop sends its bytes, saving a hop;
-        a streaming one is closed after it has been sent.
+        ``request_finished``) before the loop sends its bytes, saving a hop,
+        unless the request queued work for its worker
+        (``after_response_on_worker``): it is closed after that work. A
+        streaming one is closed after it has been sent.
         """
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
@@ -410,7 +477,11 @@ class ASGIHandler(DjangoASGIHandler):
         if isinstance(response, FileResponse):
             response.block_size = self.chunk_size
         if not response.streaming:
-            response.close()
+            callbacks = _after_response.get(None)
+            if callbacks is not None and callbacks.on_worker:
+                callbacks.unclosed = response
+            else:
+                response.close()
         return response
 
     async def read_body(self, receive):

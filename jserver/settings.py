@@ -483,11 +483,13 @@ HTTP_QUEUE_SECONDS = env_int("HTTP_QUEUE_SECONDS", 30)
 # temporary file first (Django's FILE_UPLOAD_MAX_MEMORY_SIZE is 2.5 MB).
 HTTP_BODY_MEMORY_BYTES = env_int("HTTP_BODY_MEMORY_BYTES", 16 * 1024 * 1024)
 # Seconds a process may remember an API token that authenticated, instead of
-# reading it for every request. 0 (the default): a revoked or expired token, or a
-# deactivated account, is refused from the next request on, on every process.
-# Above 0: at once on the process where the change is made, within this many
-# seconds on the others (a lookup costs one database round trip otherwise).
-TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 0)
+# reading it for every request (a lookup costs a database round trip, the
+# largest fixed cost of a small request on PostgreSQL). A revoked or expired
+# token, or a deactivated account, is refused from the next request on by the
+# process where the change is made and by every process sharing DATA_DIR (told
+# through a file there, accounts/tokens.py), and within this many seconds by
+# any other. 0: every request reads the token.
+TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 5)
 # daphne passes a received body to Django in messages of at most this size.
 HTTP_BODY_MESSAGE_BYTES = env_int("HTTP_BODY_MESSAGE_BYTES", 1024 * 1024)
 # Bound on sending one server event (jserver/events.py) over the channel layer;

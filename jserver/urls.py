@@ -10,10 +10,14 @@ from jserver import views
 routes = [
     path("api", views.api_root, name="api-root"),
     path("api/status", views.api_status, name="api-status"),
-    path("", include("accounts.urls")),
-    path("", include("frontend.urls")),
+    # The apps' routes do not overlap, except accounts' lab/api/settings and
+    # lab/api/workspaces before frontend's lab/api/ catch-all. The API comes
+    # first: Django tries routes in order, and every include passed over costs
+    # a list of what it tried, for every request.
     path("", include("contents.urls")),
     path("", include("kernels.urls")),
+    path("", include("accounts.urls")),
+    path("", include("frontend.urls")),
     # The admin's own login, logout and password pages are the site's (throttled,
     # audited) ones.
     path("admin/login/", admin_login),

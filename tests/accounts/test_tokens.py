@@ -5,7 +5,7 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from accounts import tokens
@@ -144,8 +144,9 @@ def cached(settings):
 
 
 def test_without_the_cache_every_lookup_reads_the_database(
-    user, django_assert_num_queries
+    user, settings, django_assert_num_queries
 ):
+    settings.TOKEN_CACHE_SECONDS = 0
     _token, raw = tokens.create_token(user, "t")
     tokens.authenticate_token(raw)
     with django_assert_num_queries(1):
@@ -195,3 +196,56 @@ def test_a_change_made_elsewhere_takes_effect_within_the_cache_time(
     later = tokens.time.monotonic() + 31
     monkeypatch.setattr(tokens.time, "monotonic", lambda: later)
     assert tokens.authenticate_token(raw) is None
+
+
+def test_a_token_cached_by_default_is_refused_once_revoked(
+    user, django_assert_num_queries
+):
+    tokens._cache.clear()
+    token, raw = tokens.create_token(user, "t")
+    client = Client(headers={"Authorization": f"token {raw}"})
+    assert client.get("/api/me").status_code == 200  # records last_used
+    assert client.get("/api/me").status_code == 200  # reads, then remembers
+    with django_assert_num_queries(0):
+        assert tokens.authenticate_token(raw) is not None  # remembered
+    tokens.revoke_token(user, token.pk)
+    assert client.get("/api/me").status_code == 403
+
+
+def test_a_committed_change_is_announced_to_other_processes(
+    user, django_capture_on_commit_callbacks
+):
+    token, _raw = tokens.create_token(user, "t")
+    before = tokens._changes_marker()
+    with django_capture_on_commit_callbacks(execute=True):
+        tokens.revoke_token(user, token.pk)
+    after = tokens._changes_marker()
+    assert after is not None and after != before
+    with django_capture_on_commit_callbacks(execute=True):
+        user.is_active = False
+        user.save()
+    assert tokens._changes_marker() not in {before, after}
+
+
+def test_a_change_announced_elsewhere_takes_effect_at_the_next_lookup(
+    user, cached, django_assert_num_queries
+):
+    token, raw = tokens.create_token(user, "t")
+    warm(raw)
+    with django_assert_num_queries(0):
+        assert tokens.authenticate_token(raw) is not None  # cached
+    # As another process revoking it would: no signal here, then the file.
+    ApiToken.objects.filter(pk=token.pk)._raw_delete(ApiToken.objects.db)
+    assert tokens.authenticate_token(raw) is not None  # not told yet
+    tokens._announce_change()
+    assert tokens.authenticate_token(raw) is None
+
+
+def test_the_changes_file_starts_afresh_past_its_bound(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    markers = set()
+    for _ in range(tokens.CHANGES_FILE_MAX_BYTES + 2):
+        tokens._announce_change()
+        markers.add(tokens._changes_marker())
+    assert len(markers) == tokens.CHANGES_FILE_MAX_BYTES + 2
+    assert (tmp_path / tokens.CHANGES_FILE).stat().st_size == 3  # 1 + 2 since

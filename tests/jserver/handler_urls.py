@@ -14,6 +14,8 @@ from jserver import handler
 seen: list[str] = []
 # Set by a test to let the slow views finish.
 release = threading.Event()
+# Set by a test once it has the response of /after-worker.
+answered = threading.Event()
 async_release: asyncio.Event | None = None
 
 
@@ -63,7 +65,22 @@ def after(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"done": True})
 
 
+def after_worker(request: HttpRequest) -> JsonResponse:
+    view_thread = threading.current_thread().name
+
+    def first() -> None:
+        answered.wait(10)  # never set if this ran before the response went out
+        same = threading.current_thread().name == view_thread
+        seen.append(f"worker 1 on the view's thread: {same}")
+
+    handler.after_response_on_worker(first)
+    handler.after_response_on_worker(lambda: seen.append("worker 2"))
+    seen.append("view")
+    return JsonResponse({"done": True})
+
+
 urlpatterns = [
+    path("after-worker", after_worker),
     path("sync", sync_where),
     path("async", async_where),
     path("async-slow", async_slow),

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from django.core import signals
 from django.db import connection
 from django.test import override_settings
 
@@ -183,6 +184,43 @@ async def answer_rest(comm: ApplicationCommunicator) -> None:
 
 def test_after_response_outside_a_request_does_nothing():
     assert handler.after_response(lambda: None) is False
+    assert handler.after_response_on_worker(lambda: None) is False
+
+
+async def test_worker_callbacks_run_on_its_worker_after_the_response(urls):
+    def finished(**kwargs) -> None:
+        urls.seen.append("request_finished")
+
+    signals.request_finished.connect(finished)
+    try:
+        app = make_handler(threads=1, queue_seconds=10)
+        status, _, _ = await get(app, "/after-worker")  # its callback waits for this
+        assert status == 200 and urls.seen == ["view"]
+        urls.answered.set()
+        # The only worker serves the next request once the callbacks are done.
+        assert (await get(app, "/sync"))[0] == 200
+    finally:
+        signals.request_finished.disconnect(finished)
+        urls.answered.clear()
+    assert urls.seen[:4] == [
+        "view",
+        "worker 1 on the view's thread: True",
+        "worker 2",
+        "request_finished",  # the request's connection served its callbacks
+    ]
+
+
+async def test_worker_callbacks_run_when_the_client_left(urls):
+    app = make_handler(threads=1, queue_seconds=10)
+    comm = await start(app, "/after-worker")
+    await comm.receive_output(TIMEOUT)
+    await comm.send_input({"type": "http.disconnect"})
+    urls.answered.set()
+    try:
+        assert (await get(app, "/sync"))[0] == 200
+    finally:
+        urls.answered.clear()
+    assert urls.seen == ["view", "worker 1 on the view's thread: True", "worker 2"]
 
 
 async def test_events_of_a_request_go_out_in_order_after_it(urls, monkeypatch):
