@@ -336,10 +336,7 @@ class LiveKernel:
                 while not (self._info_reply.is_set() and self._iopub_seen.is_set()):
                     if self.process is None or not self.process.alive():
                         return
-                    message = protocol.new_message(
-                        "kernel_info_request", {}, session=self.session
-                    )
-                    await self.send("shell", protocol.msg_to_parts(message))
+                    await self._kernel_info()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(NUDGE_INTERVAL):
                             await self._info_reply.wait()
@@ -350,11 +347,24 @@ class LiveKernel:
             return
         self.ready.set()
 
+    async def _kernel_info(self) -> None:
+        """Send the host's own ``kernel_info_request`` (its reply is not routed)."""
+        message = protocol.new_message("kernel_info_request", {}, session=self.session)
+        await self.send("shell", protocol.msg_to_parts(message))
+
     # ---- kernel -> clients
 
     def _on_iopub(self, channel: str, parts: list[bytes]) -> None:
         msg_type = _msg_type(parts[0])
-        self._iopub_seen.set()
+        if not self._iopub_seen.is_set():
+            if msg_type == "status":
+                self._iopub_seen.set()
+            elif msg_type == "iopub_welcome":
+                # The subscription is live, but the status messages of the
+                # kernel_info already answered went out before it: ask again
+                # now, or the kernel would stay "starting" until a client
+                # sends something.
+                self._tasks.append(_spawn(self._kernel_info()))
         self._record_activity(msg_type, parts)
         message = Outgoing("iopub", parts, msg_type)
         for connection in list(self.connections.values()):
