@@ -68,26 +68,33 @@ NOTES = """\
 How to read it. The two *floor* rows are what each server costs before any
 contents work. Under daphne, jserver's HTTP handler (`jserver/handler.py`)
 runs a request's synchronous part (signals, middleware, a sync view) in one
-call on a long-lived worker thread, which keeps its SQLite connection or takes
-one from psycopg's pool; `GET /api` is an async view, which costs a second
-round trip between the event loop and the thread. An authenticated request
-also reads its token and user in one prepared query (about 0.05 ms on SQLite,
-0.3 ms over PostgreSQL's TCP connection here), uncached: a revoked token fails
-at the next request. Small saves pay this fixed cost (daphne itself about
-0.3 ms of CPU, the round trip to the worker about 0.15 ms, Django's middleware
-and the token about 0.3 ms) on top of their own work (an atomic write with
-`fsync`, an index update in the database; the event goes out after the
-response), so they still trail the reference, more on PostgreSQL, where the
-token and the index update are two network round trips. The large requests
-are dominated by real work, the same as the reference's: reading a notebook
-is faster, saving one about even (bodies up to 16 MiB are received into
-memory), listings are more than ten times faster (one `scandir`, one `lstat`
-per entry, no file opened). A chunked upload decodes the same JSON and base64
-as the reference, then appends to a partial file that is synced and renamed
-over the target after the last chunk (the reference appends to the target
-itself, without `fsync`), so it is about even too, and memory stays flat,
-well under twice the upload. The machine is shared: ratios near 1 change
-side from run to run."""
+call on a long-lived worker thread; `GET /api` is an async view, which costs
+a second round trip between the event loop and the thread, so that floor
+stays above the reference's. An authenticated request reads its token and
+user in one prepared query, unless its process has remembered that token
+(`JSERVER_TOKEN_CACHE_SECONDS`, 5 s by default; revoking it or deactivating
+its user through the models reaches every process sharing the data directory
+at its next request, others within those seconds). A small save writes the
+file atomically with `fsync` (as the reference does) and answers; its
+database bookkeeping (the index row, the automatic checkpoint, a notebook's
+trust signature, and the SHA-256 only they need) runs on the same worker
+right after the response, in order per user (a rename, delete or checkpoint
+request of that user waits for it), and the event goes out then too. So a
+small save answers without a database round trip, on SQLite as on
+PostgreSQL, and is faster than the reference's. The large requests are
+dominated by real work, the same as the reference's: reading a notebook is
+faster, saving one faster too (the hash and the bookkeeping come after the
+answer), listings are more than ten times faster (one `scandir`, one `lstat`
+per entry, no file opened). A chunked upload decodes the same JSON and
+base64 as the reference and appends to a partial file; between chunks the
+worker writes what was appended through to the disk, so the `fsync` before
+the last chunk's rename over the target has little left to do (the reference
+appends to the target itself, without `fsync`), the 100 MB file is hashed for
+the index after the last answer, and on PostgreSQL each chunk's progress row
+commits without waiting for the WAL to reach the disk (a database crash can
+only lose an upload in progress). It is about even with the reference, and
+memory stays flat, well under twice the upload. The machine is shared:
+ratios near 1 change side from run to run."""
 
 
 def free_port() -> int:

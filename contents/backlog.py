@@ -69,6 +69,15 @@ def defer(owner_id: int, work: Callable[[], None]) -> None:
         _drain(queue)
 
 
+def in_spare_time(work: Callable[[], None]) -> None:
+    """Run ``work`` after the current response, outside any user's order.
+
+    For work that only saves later requests time (writing data through to
+    the disk early): outside a request served under daphne it is skipped.
+    """
+    after_response_on_worker(work)
+
+
 def settle(owner_id: int) -> None:
     """Finish ``owner_id``'s deferred work before reading or changing their rows.
 

@@ -64,6 +64,7 @@ _UPDATE_LIVE = PreparedUpdate(
     fields=["path", "type", "size", "last_modified", "hash", "updated"],
     where=["owner", "path_digest"],
     where_null=["deleted"],
+    durable=False,  # the index is checked against the disk (recent_files)
 )
 
 

@@ -686,7 +686,7 @@ def new(model: dict[str, Any] | None, path: str, *, owner: User) -> ContentsMode
 # Every chunk runs these two: prepared once (see jserver.sql).
 _UPLOAD = PreparedSelect(Upload, where=["owner", "path_digest"])
 _UPLOAD_PROGRESS = PreparedUpdate(
-    Upload, fields=["received", "chunks", "updated"], where=["id"]
+    Upload, fields=["received", "chunks", "updated"], where=["id"], durable=False
 )
 
 
@@ -833,6 +833,10 @@ def _append_chunk(
             {"received": row.received, "chunks": row.chunks, "updated": row.updated},
             id=row.pk,
         )
+        partial = _partial(row)
+        # Between chunks, on the worker: the last chunk's fsync then has
+        # little left to write (outside daphne, that fsync does it all).
+        backlog.in_spare_time(lambda: storage.sync_partial(partial))
         _emit(owner, {"action": "save", "path": path})
         return _upload_model(path, storage, row, st)
     row.delete()

@@ -683,6 +683,28 @@ class Storage:
         except (FileNotFoundError, NotADirectoryError, NotFound) as error:
             raise UploadLost(str(error)) from error
 
+    def sync_partial(self, partial: PartialFile) -> None:
+        """Write an upload's partial file through to the disk, if still there.
+
+        Done between chunks, so that the ``fsync`` before the last chunk's
+        rename has little left to write. Failures are left to that one.
+        """
+        try:
+            with self.open_directory(partial.directory) as (dir_fd, _):
+                fd = os.open(
+                    partial.name,
+                    os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                    dir_fd=dir_fd,
+                )
+                try:
+                    st = os.fstat(fd)
+                    if (st.st_dev, st.st_ino) == (partial.device, partial.inode):
+                        os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+        except (OSError, NotFound):
+            pass
+
     def discard_partial(self, partial: PartialFile) -> None:
         """Remove an upload's partial file, if it is still there."""
         with suppress(OSError, NotFound):

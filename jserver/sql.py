@@ -136,6 +136,13 @@ class PreparedUpdate:
     (and ``where_null`` fields are ``NULL``); return how many rows changed.
 
     As ``QuerySet.update``, it sends no signals and sets no ``auto_now``.
+    With ``durable=False``, on PostgreSQL and outside a transaction, the
+    statement commits without waiting for its WAL record to reach the disk
+    (``synchronous_commit`` off for that statement alone): a crash of the
+    database server may lose the last such changes, never corrupt anything.
+    Only for bookkeeping that is checked or rebuilt anyway (an upload's
+    progress, index rows): waiting for the disk there cost every upload
+    chunk a flush behind the chunks being written.
     """
 
     def __init__(
@@ -145,8 +152,9 @@ class PreparedUpdate:
         fields: Sequence[str],
         where: Sequence[str],
         where_null: Sequence[str] = (),
+        durable: bool = True,
     ) -> None:
-        self.model = model
+        self.model, self.durable = model, durable
         self.fields, self.where, self.where_null = (
             tuple(fields),
             tuple(where),
@@ -183,6 +191,21 @@ class PreparedUpdate:
             f.get_db_prep_value(where[f.name], connection, prepared=False)
             for f in where_fields
         ]
+        lazy = (
+            not self.durable
+            and connection.vendor == "postgresql"
+            and not connection.in_atomic_block
+            # Two statements in one call need client-side binding (Django's).
+            and connection.settings_dict["OPTIONS"].get("server_side_binding")
+            is not True
+        )
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            if lazy:  # one implicit transaction: the setting ends with it
+                cursor.execute(_LAZY_COMMIT + sql, params)
+                cursor.nextset()
+            else:
+                cursor.execute(sql, params)
             return cursor.rowcount
+
+
+_LAZY_COMMIT = "SET LOCAL synchronous_commit TO OFF; "

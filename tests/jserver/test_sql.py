@@ -3,6 +3,7 @@
 import datetime
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken
@@ -105,3 +106,24 @@ def test_update_writes_what_queryset_update_writes():
     deleted.refresh_from_db()
     assert deleted.size == 1  # a deleted row is left alone
     assert update.run(values, owner=owner.pk, path_digest="cccc") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_update_not_waiting_for_the_disk_writes_the_same_and_counts_rows():
+    owner = make_user("u2")
+    row = entry(owner, "a")
+    update = PreparedUpdate(
+        ContentsEntry, fields=["size"], where=["owner", "path_digest"], durable=False
+    )
+    assert update.run({"size": 7}, owner=owner.pk, path_digest="aaaa") == 1
+    assert update.run({"size": 8}, owner=owner.pk, path_digest="cccc") == 0
+    row.refresh_from_db()
+    assert row.size == 7
+    with transaction.atomic():  # inside a transaction: its own commit decides
+        assert update.run({"size": 9}, owner=owner.pk, path_digest="aaaa") == 1
+    row.refresh_from_db()
+    assert row.size == 9
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # the setting ended with its statement
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
