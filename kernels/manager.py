@@ -51,6 +51,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import close_old_connections
 from django.utils import timezone
+from zmq.utils import monitor as zmq_monitor
 
 from accounts import audit
 from contents import storage
@@ -236,6 +237,9 @@ class LiveKernel:
         self.gone = False
         self._sockets: dict[str, zmq.Socket] = {}
         self._readers: dict[str, _Reader] = {}
+        self._monitors: dict[str, tuple[zmq.Socket, _Reader]] = {}
+        self._linked: set[str] = set()  # DEALERs connected to the kernel
+        self._all_linked = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._watcher: asyncio.Task | None = None
         self._intentional = False  # the current process is being stopped on purpose
@@ -313,6 +317,32 @@ class LiveKernel:
                 sock,
                 functools.partial(self._handle, channel, handle),
             )
+            if kind == zmq.DEALER:
+                # The kernel's ROUTER drops what it sends to a peer it has
+                # not met yet (an input_request on stdin, say): the kernel is
+                # ready only once every DEALER completed its handshake.
+                monitor = sock.get_monitor_socket(
+                    zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                )
+                self._monitors[channel] = (
+                    monitor,
+                    _Reader(
+                        self.host.loop,
+                        monitor,
+                        functools.partial(self._on_monitor, channel),
+                    ),
+                )
+
+    def _on_monitor(self, channel: str, frames: list[bytes]) -> None:
+        event = zmq_monitor.parse_monitor_message(frames)["event"]
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._linked.add(channel)
+        elif event == zmq.EVENT_DISCONNECTED:
+            self._linked.discard(channel)
+        if self._linked >= self._monitors.keys():
+            self._all_linked.set()
+        else:
+            self._all_linked.clear()
 
     def _handle(self, channel: str, handle: Callable, frames: list[bytes]) -> None:
         try:
@@ -325,15 +355,22 @@ class LiveKernel:
             log.exception("kernel %s: failed to handle a %s message", self.id, channel)
 
     async def _nudge(self) -> None:
-        """Ask for kernel_info until the kernel answered and iopub delivers.
+        """Ask for kernel_info until the kernel answered, iopub delivers and
+        every DEALER is connected.
 
         The SUB socket only receives once its subscription reached the kernel
         (ZMQ's slow joiner); a kernel_info_request makes the kernel publish
-        status messages, so the first one seen proves iopub is live.
+        status messages, so the first one seen proves iopub is live. The
+        DEALERs retry their connections on their own timers, so stdin may
+        meet the kernel after shell has.
         """
         try:
             async with asyncio.timeout(settings.KERNEL_INFO_TIMEOUT):
-                while not (self._info_reply.is_set() and self._iopub_seen.is_set()):
+                while not (
+                    self._info_reply.is_set()
+                    and self._iopub_seen.is_set()
+                    and self._all_linked.is_set()
+                ):
                     if self.process is None or not self.process.alive():
                         return
                     await self._kernel_info()
@@ -341,6 +378,7 @@ class LiveKernel:
                         async with asyncio.timeout(NUDGE_INTERVAL):
                             await self._info_reply.wait()
                             await self._iopub_seen.wait()
+                            await self._all_linked.wait()
         except TimeoutError:
             log.warning("kernel %s did not answer kernel_info in time", self.id)
             self.reason = "The kernel did not answer kernel_info_request in time"
@@ -628,6 +666,12 @@ class LiveKernel:
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
+        for channel, (monitor, reader) in self._monitors.items():
+            reader.close()
+            with contextlib.suppress(zmq.ZMQError):
+                self._sockets[channel].disable_monitor()
+            monitor.close(linger=0)
+        self._monitors.clear()
         for sock in self._sockets.values():
             sock.close(linger=0)
         self._sockets.clear()
