@@ -63,7 +63,7 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         if self.is_async:
             markcoroutinefunction(self)
         base = settings.BASE_URL
-        cache = settings.DATA_DIR / "cache" / "frontend"
+        cache = settings.FRONTEND_CACHE_DIR
         found = mounts()
         self.front_end_prefixes = tuple(base + prefix for prefix, _ in found)
         for prefix, path in found:

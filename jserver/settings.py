@@ -159,6 +159,9 @@ def secret_key_from_file(path: Path) -> str:
 # Where the database (embedded), the secret key (embedded) and users' files live.
 DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The gzipped copies of the front ends' files (frontend/compress.py), built at
+# start-up: derived data, rebuilt when missing.
+FRONTEND_CACHE_DIR = DATA_DIR / "cache" / "frontend"
 
 # Serve everything under this prefix, like jupyter_server's base_url ("/jupyter/").
 BASE_URL = normalise_base_url(env("BASE_URL", "/"))

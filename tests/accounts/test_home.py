@@ -23,11 +23,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def fresh_data(settings, tmp_path):
-    shared = settings.DATA_DIR / "cache"  # the gzipped front ends, slow to build
-    shared.mkdir(parents=True, exist_ok=True)
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
-    (settings.DATA_DIR / "cache").symlink_to(shared)
     cache.clear()
     yield
     cache.clear()
