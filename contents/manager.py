@@ -496,6 +496,11 @@ def save(model: dict[str, Any], path: str, *, owner: User) -> ContentsModel:
     The write is atomic and checked against the owner's quota; with a
     ``chunk`` field it is one part of a chunked upload.
     """
+    return _save(model, path, Storage(owner))
+
+
+def _save(model: dict[str, Any], path: str, storage: Storage) -> ContentsModel:
+    owner = storage.owner
     parts = split_api_path(path)
     path = _join(parts)
     if model.get("chunk") is not None:
@@ -507,7 +512,6 @@ def save(model: dict[str, Any], path: str, *, owner: User) -> ContentsModel:
         raise BadRequest("No file content provided")
     if _is_hidden(parts):
         raise BadRequest(f"Cannot create file or directory {_shown(path)}")
-    storage = Storage(owner)
     if kind == "directory":
         return _save_directory(storage, parts, path)
     if kind == "notebook":
@@ -575,10 +579,11 @@ def put(path: str, body: Any, *, owner: User) -> tuple[ContentsModel, bool]:
         isinstance(other, str) and other and _is_hidden(other.split("/"))
     ):
         raise BadRequest(f"Cannot create file or directory {_shown(_join(parts))}")
-    exists = _is_file(Storage(owner), parts)
+    storage = Storage(owner)
+    exists = _is_file(storage, parts)
     if body.get("type", "") not in {None, "", "directory", "file", "notebook"}:
         body["type"] = "file"
-    return save(body, path, owner=owner), not exists
+    return _save(body, path, storage), not exists
 
 
 def _is_file(storage: Storage, parts: list[str]) -> bool:

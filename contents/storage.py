@@ -81,7 +81,12 @@ _UMASK = _current_umask()
 def user_root(user: User) -> Path:
     """Return ``user``'s root directory, creating it (mode 0700) if needed."""
     root = settings.DATA_DIR / "users" / str(int(user.pk))
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        there = stat.S_ISDIR(os.stat(root).st_mode)  # one call, on every request
+    except FileNotFoundError:
+        there = False
+    if not there:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
     return root
 
 

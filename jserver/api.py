@@ -89,7 +89,8 @@ def request_token(request: HttpRequest) -> str | None:
     """Return the API token a request presents (``?token=`` first), if any."""
     if token := request.GET.get("token"):
         return token
-    if match := _AUTH_HEADER.match(request.headers.get("Authorization", "")):
+    # META, not request.headers: that builds a dictionary of every header.
+    if match := _AUTH_HEADER.match(request.META.get("HTTP_AUTHORIZATION", "")):
         return match.group(2)
     return None
 

@@ -328,13 +328,26 @@ class WorkerPool:
         released (the request's work after its response).
         """
 
-        def done(_: asyncio.Future) -> None:
+        loop = asyncio.get_running_loop()
+
+        def done() -> None:  # on the loop
             self.release(worker)
             if then is not None:
                 then()
 
-        future = worker.submit(last or _nothing)
-        asyncio.wrap_future(future).add_done_callback(done)
+        def run() -> None:  # on the worker, once its current call returned
+            try:
+                if last is not None:
+                    last()
+            except Exception:
+                log.exception("closing a request after its response failed")
+            finally:
+                try:
+                    loop.call_soon_threadsafe(done)
+                except RuntimeError:  # the loop is closed: nobody waits
+                    pass
+
+        worker.submit(run)
 
     def close(self) -> None:
         """Stop every worker after its current call (at exit, within a bound)."""
@@ -343,10 +356,6 @@ class WorkerPool:
             worker.shutdown(wait=False)
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
-
-
-def _nothing() -> None:
-    return None
 
 
 class ASGIHandler(DjangoASGIHandler):
