@@ -3,6 +3,7 @@ work after the response. Driven in process through the ASGI interface, so the
 test's event loop is the server's."""
 
 import asyncio
+import gc
 import json
 
 import pytest
@@ -271,3 +272,9 @@ async def test_a_worker_runs_calls_in_a_copy_of_the_callers_context():
     with pytest.raises(ZeroDivisionError):
         await worker.call(lambda: 1 / 0)
     pool.close()
+
+
+def test_what_the_application_built_is_left_out_of_garbage_collection():
+    import jserver.asgi  # noqa: F401 (builds the application)
+
+    assert gc.get_freeze_count() > 10_000
