@@ -693,3 +693,15 @@ def test_v1_pieces_join_to_the_v1_frame():
     pieces = protocol.v1_pieces("iopub", parts)
     assert b"".join(pieces) == protocol.build_v1("iopub", parts)
     assert protocol.parse_v1(b"".join(pieces)) == ("iopub", parts)
+
+
+def test_what_a_partial_send_leaves():
+    from kernels.consumers import _unsent
+
+    pieces = [b"ab", b"cde", b"", b"fg"]
+    assert b"".join(_unsent(pieces, 0)) == b"abcdefg"
+    assert _unsent(pieces, 1) == [b"b", b"cde", b"", b"fg"]
+    assert _unsent(pieces, 2) == [b"cde", b"", b"fg"]
+    assert _unsent(pieces, 4) == [b"e", b"", b"fg"]
+    assert _unsent(pieces, 5) == [b"fg"]
+    assert _unsent(pieces, 7) == []
