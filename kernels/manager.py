@@ -209,6 +209,7 @@ class LiveKernel:
         kernel_id: str,
         owner: User,
         spec: specs.KernelSpec,
+        root: Path,
         cwd: Path,
         env: dict[str, str],
     ) -> None:
@@ -216,7 +217,7 @@ class LiveKernel:
         self.id = kernel_id
         self.owner_id = owner.pk
         self.owner_name = owner.get_username()
-        self.owner_root = storage.user_root(owner)
+        self.owner_root = root
         self.spec = spec
         self.name = spec.name
         self.cwd = cwd
@@ -812,12 +813,15 @@ class KernelHost:
             )
         self._starting[owner.pk] += 1
         try:
-            cwd = await asyncio.to_thread(storage.kernel_cwd, owner, path)
+            root, cwd = await asyncio.to_thread(
+                lambda: (storage.user_root(owner), storage.kernel_cwd(owner, path))
+            )
             kernel = LiveKernel(
                 self,
                 kernel_id=kernel_id,
                 owner=owner,
                 spec=spec,
+                root=root,
                 cwd=cwd,
                 env=env or {},
             )
