@@ -83,6 +83,7 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
         self.wake = asyncio.Event()
         self.closing = False
         self.sending = False
+        self.burst = False
         self.rate_limit = (
             IopubRateLimit(self.session_id) if settings.IOPUB_LIMIT_RATE else None
         )
@@ -140,7 +141,14 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
             payload, binary = message.legacy_payload()
             pieces = [payload]
         if _frames_writable(wire):
-            _write_frame(wire.transport, pieces, binary=binary)
+            # The first frame of a turn of the event loop may go to the socket
+            # at once; those after it in the same turn (a burst of output)
+            # wait in the transport's buffer and go out in one write.
+            direct = not self.burst
+            if direct:
+                self.burst = True
+                asyncio.get_running_loop().call_soon(self._end_burst)
+            _write_frame(wire.transport, pieces, binary=binary, direct=direct)
             return True
         # Not open, or (never under daphne) compressed: autobahn decides.
         data = b"".join(pieces) if binary else b"".join(pieces).decode()
@@ -151,6 +159,9 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
         except Exception:  # closed meanwhile: queued, so replayed on reconnect
             return False
         return True
+
+    def _end_burst(self) -> None:
+        self.burst = False
 
     def _enqueue(self, message: manager.Outgoing) -> None:
         self.queue.append(message)
@@ -332,7 +343,9 @@ def _frames_writable(wire) -> bool:
     )
 
 
-def _write_frame(transport, pieces: list[bytes], *, binary: bool) -> None:
+def _write_frame(
+    transport, pieces: list[bytes], *, binary: bool, direct: bool = True
+) -> None:
     """Write one WebSocket data frame made of ``pieces`` to ``transport``.
 
     The frame autobahn's ``sendMessage`` makes on daphne's server protocol
@@ -341,17 +354,18 @@ def _write_frame(transport, pieces: list[bytes], *, binary: bool) -> None:
     transport, instead of three times. Messages of any size go out, as from
     jupyter_server: the message size limit is for what clients send.
 
-    A frame of up to ``DIRECT_SEND_BYTES`` meeting an empty send buffer (the
-    usual reply or status) goes to the socket at once, in one ``sendmsg`` of
-    its pieces; only what the socket does not take is buffered. That spares
-    the transport a turn of the event loop and two changes of its
-    registration per message.
+    With ``direct``, a frame of up to ``DIRECT_SEND_BYTES`` meeting an empty
+    send buffer (the usual reply or status) goes to the socket at once, in
+    one ``sendmsg`` of its pieces; only what the socket does not take is
+    buffered. That spares the transport a turn of the event loop and two
+    changes of its registration per message.
     """
     length = sum(len(piece) for piece in pieces)
     frame = [protocol.websocket_header(length, binary=binary), *pieces]
     sock = getattr(transport, "socket", None)
     if (
-        length <= DIRECT_SEND_BYTES
+        direct
+        and length <= DIRECT_SEND_BYTES
         and sock is not None
         and getattr(transport, "connected", False)
         and not getattr(transport, "disconnecting", True)
