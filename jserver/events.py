@@ -34,12 +34,17 @@ def user_group(user_id: int) -> str:
 
 async def emit(owner: User, schema_id: str, data: dict[str, Any]) -> None:
     """Send one event to every events WebSocket of ``owner``."""
+    await emit_to(owner.pk, schema_id, data)
+
+
+async def emit_to(user_id: int, schema_id: str, data: dict[str, Any]) -> None:
+    """Send one event to every events WebSocket of the user ``user_id``."""
     layer = get_channel_layer()
     event = {"schema_id": schema_id, **data}
     await layer.group_send(
-        user_group(owner.pk), {"type": "event.message", "event": event}
+        user_group(user_id), {"type": "event.message", "event": event}
     )
-    log.debug("event %s for user %s", schema_id, owner.pk)
+    log.debug("event %s for user %s", schema_id, user_id)
 
 
 def emit_soon(owner: User, schema_id: str, data: dict[str, Any]) -> None:

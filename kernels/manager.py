@@ -55,6 +55,7 @@ from zmq.utils import monitor as zmq_monitor
 
 from accounts import audit
 from contents import storage
+from jserver import events
 from jserver.errors import (
     BadRequest,
     JupyterError,
@@ -79,6 +80,15 @@ NUDGE_INTERVAL = 0.5
 READ_BURST = 64
 # How often a send is retried while the kernel's queue is full (it is not reading).
 SEND_RETRY_SECONDS = 0.01
+
+# The events of kernel actions, as jupyter_server emits them (/api/events).
+KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+_DONE = {
+    "start": "started",
+    "shutdown": "shutdown",
+    "restart": "restarted",
+    "interrupt": "interrupted",
+}
 
 # jupyter_server's MappingKernelManager.untracked_message_types.
 UNTRACKED = frozenset(
@@ -128,6 +138,35 @@ def _msg_type(header: bytes) -> str:
     if match is not None:
         return match.group(1).decode("utf-8", "replace")
     return str(protocol.header_fields(header).get("msg_type", ""))
+
+
+def action_event(
+    owner_id: int,
+    kernel_id: str,
+    kernel_name: str,
+    action: str,
+    error: BaseException | None = None,
+) -> None:
+    """Emit the ``kernel_actions`` event of ``action`` (failed with ``error``)
+    to the owner's event sockets, without waiting for it to go out."""
+    data: dict = {"kernel_name": kernel_name, "action": action}
+    if error is None:
+        data["status"] = "success"
+        data["msg"] = f"Kernel {kernel_id} was {_DONE[action]}."
+    else:
+        data["status"] = "error"
+        data["msg"] = getattr(error, "message", None) or str(error)
+        if isinstance(error, JupyterError):
+            data["status_code"] = error.status
+    data["kernel_id"] = kernel_id
+    _spawn(_emit_quietly(owner_id, data))
+
+
+async def _emit_quietly(owner_id: int, data: dict) -> None:
+    try:
+        await events.emit_to(owner_id, KERNEL_ACTIONS_SCHEMA, data)
+    except Exception:
+        log.warning("could not emit a kernel action event", exc_info=True)
 
 
 def _tracked(msg_type: str | None) -> bool:
@@ -571,6 +610,17 @@ class LiveKernel:
     # ---- lifecycle
 
     async def interrupt(self) -> None:
+        try:
+            await self._interrupt()
+        except Exception as exc:
+            self._action_event("interrupt", exc)
+            raise
+        self._action_event("interrupt")
+
+    def _action_event(self, action: str, error: BaseException | None = None) -> None:
+        action_event(self.owner_id, self.id, self.name, action, error)
+
+    async def _interrupt(self) -> None:
         if self.spec.interrupt_mode == "message":
             message = protocol.new_message(
                 "interrupt_request", {}, session=self.session
@@ -603,6 +653,14 @@ class LiveKernel:
 
     async def restart(self) -> None:
         """Restart on the same sockets; return once the new kernel answered."""
+        try:
+            await self._restart()
+        except Exception as exc:
+            self._action_event("restart", exc)
+            raise
+        self._action_event("restart")
+
+    async def _restart(self) -> None:
         async with self._lifecycle:
             if self.gone:
                 raise NotFound(f"Kernel does not exist: {self.id}")
@@ -650,7 +708,10 @@ class LiveKernel:
                 await self.launch()
             except Exception as exc:
                 log.exception("kernel %s could not be restarted", self.id)
+                self._action_event("restart", exc)
                 await self._declare_dead(f"The kernel could not be restarted: {exc}")
+                return
+            self._action_event("restart")
 
     async def _declare_dead(self, reason: str) -> None:
         self.execution_state = "dead"
@@ -825,7 +886,11 @@ class KernelHost:
                 cwd=cwd,
                 env=env or {},
             )
-            await kernel.launch()
+            try:
+                await kernel.launch()
+            except Exception as exc:
+                kernel._action_event("start", exc)
+                raise
         finally:
             self._starting[owner.pk] -= 1
         self.kernels[kernel_id] = kernel
@@ -849,6 +914,7 @@ class KernelHost:
         await audit.arecord(
             "kernel.start", actor=owner, target=kernel_id, kernel_name=spec.name
         )
+        kernel._action_event("start")
         return kernel
 
     async def shutdown(self, kernel: LiveKernel, *, actor: User | None = None) -> None:
@@ -863,6 +929,8 @@ class KernelHost:
         del self.kernels[kernel.id]
         await kernel.close()
         await Kernel.objects.filter(pk=kernel.id).adelete()
+        if action in ("kernel.shutdown", "kernel.culled"):
+            kernel._action_event("shutdown")
         if action is not None:
             await audit.arecord(
                 action,

@@ -1,10 +1,12 @@
 """/api/kernels and /api/sessions through a live daphne, with real ipykernels."""
 
 import asyncio
+import json
 import re
 import uuid
 
 import pytest
+import websockets
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 
@@ -374,4 +376,38 @@ async def test_admin_lists_and_acts_on_every_users_kernels(api_for, kernel_serve
         "admin.kernel.interrupt",
         "admin.kernel.restart",
         "admin.kernel.shutdown",
+    ]
+
+
+async def test_kernel_actions_reach_the_owners_event_sockets_only(api_for):
+    api, other = await api_for("events-kernels"), await api_for("events-other")
+    subscribe = api.base.replace("http", "ws", 1) + "api/events/subscribe?token="
+    schema = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+    async with websockets.connect(subscribe + api.token) as mine:
+        async with websockets.connect(subscribe + other.token) as theirs:
+            kernel = await api.start()
+            kernel_id = kernel["id"]
+            status, _, _ = await api.call("POST", f"api/kernels/{kernel_id}/interrupt")
+            assert status == 204
+            status, _, _ = await api.call("POST", f"api/kernels/{kernel_id}/restart")
+            assert status == 200
+            status, _, _ = await api.call("DELETE", f"api/kernels/{kernel_id}")
+            assert status == 204
+            events = [
+                json.loads(await asyncio.wait_for(mine.recv(), 10)) for _ in range(4)
+            ]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(theirs.recv(), 0.5)
+    done = {"start": "started", "interrupt": "interrupted"}
+    done |= {"restart": "restarted", "shutdown": "shutdown"}
+    assert events == [
+        {
+            "schema_id": schema,
+            "kernel_name": "python3",
+            "action": action,
+            "status": "success",
+            "msg": f"Kernel {kernel_id} was {done[action]}.",
+            "kernel_id": kernel_id,
+        }
+        for action in ("start", "interrupt", "restart", "shutdown")
     ]
