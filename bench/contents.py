@@ -80,8 +80,8 @@ database bookkeeping (the index row, the automatic checkpoint, a notebook's
 trust signature, and the SHA-256 only they need) runs on the same worker
 right after the response, in order per user (a rename, delete or checkpoint
 request of that user waits for it), and the event goes out then too. So a
-small save answers without a database round trip, on SQLite as on
-PostgreSQL, and is faster than the reference's. The large requests are
+small save with a remembered token answers without a database round trip,
+on SQLite as on PostgreSQL. The large requests are
 dominated by real work, the same as the reference's: reading a notebook is
 faster, saving one faster too (the hash and the bookkeeping come after the
 answer), listings are more than ten times faster (one `scandir`, one `lstat`
@@ -92,9 +92,13 @@ the last chunk's rename over the target has little left to do (the reference
 appends to the target itself, without `fsync`), the 100 MB file is hashed for
 the index after the last answer, and on PostgreSQL each chunk's progress row
 commits without waiting for the WAL to reach the disk (a database crash can
-only lose an upload in progress). It is about even with the reference, and
-memory stays flat, well under twice the upload. The machine is shared:
-ratios near 1 change side from run to run."""
+only lose an upload in progress). Memory stays flat, well under twice the
+upload. It is about even with the reference on a quiet machine (0.93x to
+1.10x in quick runs) and trails it by up to 15% on a busy one: each chunk
+still reads and advances the upload's row (two statements the reference does
+not have), and jserver spreads a chunk over more threads (the event loop, a
+worker, the write-through) than the reference's one, on two shared cores.
+The machine is shared: ratios near 1 change side from run to run."""
 
 
 def free_port() -> int:
