@@ -50,6 +50,7 @@ import asyncio
 import atexit
 import collections
 import contextvars
+import io
 import logging
 import os
 import queue
@@ -494,21 +495,38 @@ class ASGIHandler(DjangoASGIHandler):
         return response
 
     async def read_body(self, receive):
-        """Receive the body into memory, or a temporary file past the threshold."""
-        body_file = tempfile.SpooledTemporaryFile(
-            max_size=settings.HTTP_BODY_MEMORY_BYTES, mode="w+b"
-        )
+        """Receive the body into memory, or a temporary file past the threshold.
+
+        In memory, the parts are joined once into the buffer Django reads
+        (whole, without another copy); past ``HTTP_BODY_MEMORY_BYTES`` what
+        came so far and the rest go to a temporary file.
+        """
+        parts: list[bytes] = []
+        size = 0
+        spool = None
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                body_file.close()
+                if spool is not None:
+                    spool.close()
                 raise RequestAborted()
-            if "body" in message:
-                body_file.write(message["body"])
+            body = message.get("body", b"")
+            if body:
+                if spool is not None:
+                    spool.write(body)
+                else:
+                    parts.append(body)
+                    size += len(body)
+                    if size > settings.HTTP_BODY_MEMORY_BYTES:
+                        spool = tempfile.TemporaryFile(mode="w+b")
+                        spool.writelines(parts)
+                        parts.clear()
             if not message.get("more_body", False):
                 break
-        body_file.seek(0)
-        return body_file
+        if spool is not None:
+            spool.seek(0)
+            return spool
+        return io.BytesIO(b"".join(parts))
 
 
 def busy_response(scope) -> HttpResponse:
