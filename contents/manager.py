@@ -482,6 +482,11 @@ def _decode(model: dict[str, Any], path: str) -> bytes:
     if format not in {"text", "base64"}:
         raise BadRequest("Must specify format of file contents as 'text' or 'base64'")
     content = model["content"]
+    if format == "base64" and isinstance(content, str):
+        try:  # straight from the string, without an ASCII copy of it first
+            return binascii.a2b_base64(content)
+        except ValueError:
+            pass  # the error below names the problem as jupyter_server does
     try:
         if format == "text":
             return content.encode("utf8")
