@@ -166,7 +166,8 @@ is in `bench/sandbox.py`'s section).
   way, so users see it too.
 - The printed lines are bounded by the kernel: ipykernel 7 waits for its IO
   thread at every `flush`, so no server goes much faster than the floor's
-  lines/s (one run each: they vary by a fifth here), and "1.5x
+  lines/s (one run each: the same kernel's rate varies by up to half from
+  one kernel process to the next), and "1.5x
   jupyter_server" is only reachable where the reference falls below two
   thirds of the floor.
 - Throughput counts from sending the `execute_request` until its `idle`;
@@ -193,7 +194,7 @@ is in `bench/sandbox.py`'s section).
   set 5 s above it); jupyter_server waits up to its `kernel_info_timeout`.
 - Where jserver's time goes on a `pass`: per kernel message one ZMQ read, the
   HMAC check, the activity bookkeeping and one write to the client's socket
-  (about 0.2 ms of the server's CPU per message, 0.9 ms per execution of
+  (about 0.2 ms of the server's CPU per message, 0.8 ms per execution of
   four messages, measured from `/proc` over 1,500 executions). On 2 cores
   the server, the kernel and the client compete: the kernel itself runs
   slower beside a server than beside the floor's client alone, which is
