@@ -609,25 +609,28 @@ class LiveKernel:
 
     # ---- lifecycle
 
-    async def interrupt(self) -> None:
-        try:
-            await self._interrupt()
-        except Exception as exc:
-            self._action_event("interrupt", exc)
-            raise
-        self._action_event("interrupt")
-
     def _action_event(self, action: str, error: BaseException | None = None) -> None:
         action_event(self.owner_id, self.id, self.name, action, error)
 
-    async def _interrupt(self) -> None:
-        if self.spec.interrupt_mode == "message":
-            message = protocol.new_message(
-                "interrupt_request", {}, session=self.session
-            )
-            await self.send("control", protocol.msg_to_parts(message))
-        elif self.process is not None:
-            self.process.interrupt()
+    @contextlib.contextmanager
+    def _reported(self, action: str):
+        """Emit the action's event once the block succeeded or failed."""
+        try:
+            yield
+        except Exception as exc:
+            self._action_event(action, exc)
+            raise
+        self._action_event(action)
+
+    async def interrupt(self) -> None:
+        with self._reported("interrupt"):
+            if self.spec.interrupt_mode == "message":
+                message = protocol.new_message(
+                    "interrupt_request", {}, session=self.session
+                )
+                await self.send("control", protocol.msg_to_parts(message))
+            elif self.process is not None:
+                self.process.interrupt()
 
     async def _stop_process(self, *, restart: bool) -> None:
         """Ask the kernel to shut down, then kill it if it does not exit."""
@@ -653,23 +656,16 @@ class LiveKernel:
 
     async def restart(self) -> None:
         """Restart on the same sockets; return once the new kernel answered."""
-        try:
-            await self._restart()
-        except Exception as exc:
-            self._action_event("restart", exc)
-            raise
-        self._action_event("restart")
-
-    async def _restart(self) -> None:
-        async with self._lifecycle:
-            if self.gone:
-                raise NotFound(f"Kernel does not exist: {self.id}")
-            await self._stop_process(restart=True)
-            self.execution_state = "starting"
-            self.dirty = True
-            await self.launch()
-        await self.wait_ready()
-        self._restarts = 0
+        with self._reported("restart"):
+            async with self._lifecycle:
+                if self.gone:
+                    raise NotFound(f"Kernel does not exist: {self.id}")
+                await self._stop_process(restart=True)
+                self.execution_state = "starting"
+                self.dirty = True
+                await self.launch()
+            await self.wait_ready()
+            self._restarts = 0
 
     async def wait_ready(self) -> None:
         try:

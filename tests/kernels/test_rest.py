@@ -387,6 +387,9 @@ async def test_kernel_actions_reach_the_owners_event_sockets_only(api_for):
         async with websockets.connect(subscribe + other.token) as theirs:
             kernel = await api.start()
             kernel_id = kernel["id"]
+            # Once it is up (a SIGINT while ipykernel imports kills it, which
+            # is restarted: one more event).
+            await (await KernelSocket.open(api, kernel_id, v1=True)).close()
             status, _, _ = await api.call("POST", f"api/kernels/{kernel_id}/interrupt")
             assert status == 204
             status, _, _ = await api.call("POST", f"api/kernels/{kernel_id}/restart")
