@@ -82,7 +82,6 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
         self.queued_bytes = 0
         self.wake = asyncio.Event()
         self.closing = False
-        self.sending = False
         self.burst = False
         self.rate_limit = (
             IopubRateLimit(self.session_id) if settings.IOPUB_LIMIT_RATE else None
@@ -106,7 +105,7 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
             if not allowed:
                 return
         queue = self.queue
-        if not queue and not self.sending and self._write_now(message):
+        if not queue and self._write_now(message):
             return
         if (
             len(queue) >= settings.KERNEL_WS_BACKLOG
@@ -121,11 +120,11 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
         self._enqueue(message)
 
     def _write_now(self, message: manager.Outgoing) -> bool:
-        """Hand ``message`` to daphne's protocol at once, when nothing waits
-        before it and the client keeps up: the common case of a reply or a
-        status, which then skips the queue and the sender task's wake-up.
-        Return ``False`` when it must be queued (not under daphne, the client
-        behind, the socket closing or closed).
+        """Write ``message`` at once, when nothing waits before it and the
+        client keeps up: the common case of a reply or a status, which then
+        skips the queue and the sender task's wake-up. Return ``False`` when
+        it must be queued (not under daphne, the client behind, the socket
+        closing or closed).
         """
         wire, flow = self.wire, self.flow
         if wire is None or flow is None or self.closing or flow.pending() > flow.LIMIT:
@@ -196,14 +195,10 @@ class KernelChannelsConsumer(AsyncWebsocketConsumer):
                         return
                     continue
                 data = message.v1() if v1 else message.legacy()
-                self.sending = True
-                try:
-                    if isinstance(data, bytes):
-                        await self.send(bytes_data=data)
-                    else:
-                        await self.send(text_data=data)
-                finally:
-                    self.sending = False
+                if isinstance(data, bytes):
+                    await self.send(bytes_data=data)
+                else:
+                    await self.send(text_data=data)
         except asyncio.CancelledError:
             return
         except Exception:
