@@ -139,20 +139,28 @@ class KernelSocket:
         channel, parts = protocol.from_websocket(data, v1=self.v1)
         return channel, protocol.parts_to_msg(parts)
 
-    async def execute(
-        self, code: str, *, timeout: float = 60, allow_stdin: bool = False
-    ) -> "Execution":
-        msg_id = await self.send(
+    async def submit(
+        self, code: str, *, allow_stdin: bool = False, **content: object
+    ) -> str:
+        """Send an execute_request for ``code``; return its msg_id."""
+        return await self.send(
             "shell",
             "execute_request",
             {
                 "code": code,
                 "silent": False,
-                "store_history": True,
+                "store_history": False,
                 "user_expressions": {},
                 "allow_stdin": allow_stdin,
-                "stop_on_error": True,
+                **content,
             },
+        )
+
+    async def execute(
+        self, code: str, *, timeout: float = 60, allow_stdin: bool = False
+    ) -> "Execution":
+        msg_id = await self.submit(
+            code, allow_stdin=allow_stdin, store_history=True, stop_on_error=True
         )
         return await self.collect(msg_id, timeout=timeout)
 

@@ -58,16 +58,8 @@ async def test_stdin_input_request_and_reply(api_for, v1):
     kernel = await api.start()
     sock = await KernelSocket.open(api, kernel["id"], v1=v1)
     try:
-        msg_id = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "x = input('name? '); print('hi', x)",
-                "allow_stdin": True,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-            },
+        msg_id = await sock.submit(
+            "x = input('name? '); print('hi', x)", allow_stdin=True
         )
         channel, request = await sock.wait_for(lambda ch, m: ch == "stdin")
         assert request["msg_type"] == "input_request"
@@ -86,17 +78,7 @@ async def test_input_right_after_start_and_restart(api_for):
     api = await api_for("chan-stdin-early")
 
     async def ask(sock) -> None:
-        msg_id = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "print(input('n? '))",
-                "allow_stdin": True,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-            },
-        )
+        msg_id = await sock.submit("print(input('n? '))", allow_stdin=True)
         await sock.wait_for(lambda ch, m: ch == "stdin", timeout=10)
         await sock.send("stdin", "input_reply", {"value": "early"})
         assert (await sock.collect(msg_id)).stream() == "early\n"
@@ -163,17 +145,7 @@ async def test_interrupt_stops_a_long_sleep(api_for):
     kernel = await api.start()
     sock = await KernelSocket.open(api, kernel["id"])
     try:
-        msg_id = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "import time; time.sleep(60)",
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
+        msg_id = await sock.submit("import time; time.sleep(60)")
         await sock.wait_for(lambda ch, m: m["msg_type"] == "execute_input")
         _, _, model = await api.call("GET", f"api/kernels/{kernel['id']}")
         assert model["execution_state"] == "busy"
@@ -265,17 +237,9 @@ async def test_reconnect_with_the_same_session_replays_what_was_missed(api_for):
     kernel = await api.start()
     sock = await KernelSocket.open(api, kernel["id"])
     session_id = sock.session_id
-    msg_id = await sock.send(
-        "shell",
-        "execute_request",
-        {
-            "code": "import time\nfor i in range(20):\n    print(i, flush=True)\n"
-            "    time.sleep(0.05)\n",
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-        },
+    msg_id = await sock.submit(
+        "import time\nfor i in range(20):\n    print(i, flush=True)\n"
+        "    time.sleep(0.05)\n"
     )
     await sock.wait_for(lambda ch, m: m["msg_type"] == "stream")
     seen_before = "0\n"

@@ -757,17 +757,7 @@ os.close(w)
 print(json.dumps([os.waitpid(pid, 0)[1] for pid in children]))
 """
     async with connected(alice) as sock, connected(bob) as bob_sock:
-        msg_id = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": bomb,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
+        msg_id = await sock.submit(bomb)
         try:
             _, held = await sock.wait_for(
                 lambda ch, m: m["msg_type"] == "stream"
@@ -840,16 +830,8 @@ async def _assert_kernel_killed_past_memory_limit(alice: Tenant) -> None:
     """Under cgroup v2 the kernel is OOM-killed; the client sees it restart."""
     async with connected(alice) as sock:
         # bytearray() writes its memory: resident, which memory.max counts.
-        await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": f"x = [bytearray(2**26) for _ in range({MEMORY_BYTES >> 25})]",
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
+        await sock.submit(
+            f"x = [bytearray(2**26) for _ in range({MEMORY_BYTES >> 25})]"
         )
         await sock.wait_for(
             lambda ch, m: m["msg_type"] == "status"
@@ -963,33 +945,15 @@ with open(os.path.join(_root, "kernel-dir", "nested.txt"), "w") as handle:
 async def test_input_and_interrupt_work(pair):
     alice = pair.alice
     async with connected(alice) as sock:
-        msg_id = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "x = input('name? '); print('hi', x)",
-                "allow_stdin": True,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-            },
+        msg_id = await sock.submit(
+            "x = input('name? '); print('hi', x)", allow_stdin=True
         )
         _, request = await sock.wait_for(lambda ch, m: ch == "stdin")
         assert request["content"]["prompt"] == "name? "
         await sock.send("stdin", "input_reply", {"value": "Ada"})
         assert (await sock.collect(msg_id)).stream() == "hi Ada\n"
 
-        msg_id = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "import time; time.sleep(60)",
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
+        msg_id = await sock.submit("import time; time.sleep(60)")
         await sock.wait_for(lambda ch, m: m["msg_type"] == "execute_input")
         started = time.monotonic()
         status, _, _ = await alice.api.call(

@@ -174,17 +174,7 @@ async def test_a_kernel_that_cannot_come_back_is_declared_dead(server):
     try:
         run = await sock.execute("import os; os.getpid()")
         assert run.status == "ok"
-        await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
+        await sock.submit("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
         _, dead = await sock.wait_for(
             lambda ch, m: m["msg_type"] == "status"
             and m["content"]["execution_state"] == "dead",

@@ -341,17 +341,7 @@ async def test_admin_lists_and_acts_on_every_users_kernels(api_for, kernel_serve
 
     sock = await KernelSocket.open(alice, kernel_id)
     try:
-        msg_id = await sock.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "import time; time.sleep(60)",
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
+        msg_id = await sock.submit("import time; time.sleep(60)")
         await sock.wait_for(lambda ch, m: m["msg_type"] == "execute_input")
         status, _, _ = await asyncio.to_thread(act, "interrupt_kernels")
         assert status == 302
