@@ -4,6 +4,9 @@
 - ``token``: a raw API token of ``user``.
 - ``client_for``: ``client_for(user)`` is a Django test client logged in as that user.
 - ``token_client``: a Django test client sending ``Authorization: token <token>``.
+- ``fresh_data``: a new data directory for the test (users' files and trash)
+  and a cleared cache (quotas, usage); the run's gzipped front-end files stay
+  where they are (``FRONTEND_CACHE_DIR``): they take seconds to build.
 - ``daphne_server``: a real daphne (``manage.py serve``) on the test database,
   session-scoped; tests using it need ``transactional_db``. Its log is at
   ``daphne_server.log_path``.
@@ -22,11 +25,21 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.test import Client
 
 from tests.factories import make_token, make_user
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fresh_data(settings, tmp_path):
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir()
+    cache.clear()  # quotas and usage measured in another data directory
+    yield settings.DATA_DIR
+    cache.clear()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import re
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -18,16 +17,7 @@ from contents.models import StorageQuota
 from kernels.models import Kernel, Session
 from tests.factories import make_notebook, make_token
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_data(settings, tmp_path):
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_data")]
 
 
 def save_notebook(user, path: str) -> None:

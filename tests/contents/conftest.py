@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from contents import manager
@@ -68,12 +67,8 @@ class Api:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_data(settings, tmp_path):
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    cache.clear()
-    yield
-    cache.clear()
+def _fresh_data(fresh_data):
+    return fresh_data
 
 
 @pytest.fixture
